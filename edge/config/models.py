@@ -1,0 +1,265 @@
+"""One pydantic model per config section; field descriptions are the reference documentation."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from edge.labels import CLASS_NAMES
+
+Identifier = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="Letters, digits, '_' and '-' (max 64); safe inside MQTT topics and file names.",
+    ),
+]
+Point = tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]]
+PPEItem = Literal["helmet", "vest"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are errors, so a typo never silently becomes a default."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class SiteSection(Strict):
+    """Which site this edge box watches."""
+
+    id: Identifier = Field(description="Short site id used in MQTT topics, e.g. 'kt-tower-b'.")
+    name: str = Field(description="Human-readable site name shown on the dashboard.")
+    timezone: str = Field("Asia/Hong_Kong", description="IANA time zone for schedules and reports.")
+    edge_id: Identifier = Field("edge-1", description="Id of this edge box within the site.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Asia/Hong_Kong')") from None
+        return value
+
+
+class Schedule(Strict):
+    """When a rule or zone is active, in the site's time zone. Start after end wraps past midnight."""
+
+    days: list[Weekday] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+        description="Days of the week on which the schedule applies.",
+    )
+    start: time = Field(time(0, 0), description="Start of the active window, HH:MM.")
+    end: time = Field(time(23, 59, 59), description="End of the active window, HH:MM (inclusive).")
+
+
+class ZoneConfig(Strict):
+    """A polygon in the camera view, in normalised coordinates (0..1, origin top-left)."""
+
+    id: Identifier = Field(description="Zone id, unique within the camera; used in events and alarm topics.")
+    name: str | None = Field(None, description="Display name; defaults to the id.")
+    polygon: list[Point] = Field(description="Vertices [[x, y], ...] normalised to the frame size.")
+    entry_forbidden: bool = Field(
+        True, description="A person inside the zone is a violation (a danger zone). False: PPE zone only."
+    )
+    require: list[PPEItem] = Field(
+        default_factory=list, description="PPE required inside this zone in addition to the camera's."
+    )
+    anchor: Literal["bottom_center", "center", "top_center"] = Field(
+        "bottom_center", description="Point of the person box tested against the polygon (feet by default)."
+    )
+    min_dwell_s: float = Field(0.0, ge=0, description="Seconds a person must stay inside before entry counts.")
+    schedules: list[Schedule] = Field(
+        default_factory=list, description="When the zone is active; empty means always."
+    )
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon_shape(cls, value: list[Point]) -> list[Point]:
+        if len(value) < 3:
+            raise ValueError("needs at least 3 points")
+        from shapely.geometry import Polygon
+
+        poly = Polygon(value)
+        if not poly.is_valid or poly.area <= 0:
+            raise ValueError("polygon must not cross itself and must enclose an area")
+        return value
+
+
+class CameraRules(Strict):
+    """Per-camera overrides of the site-wide rules; unset fields inherit from `rules`."""
+
+    require: list[PPEItem] | None = Field(None, description="PPE required everywhere in this view.")
+    debounce_s: float | None = Field(None, ge=0, description="Override of rules.debounce_s.")
+    min_share: float | None = Field(None, gt=0, le=1, description="Override of rules.min_share.")
+    cooldown_s: float | None = Field(None, ge=0, description="Override of rules.cooldown_s.")
+    schedules: list[Schedule] | None = Field(None, description="Override of rules.schedules.")
+
+
+class TilingConfig(Strict):
+    """SAHI-style slicing for wide views where workers are tiny: slices plus the full frame, merged by NMS."""
+
+    enabled: bool = Field(False, description="Run the detector on overlapping slices as well as the full frame.")
+    rows: int = Field(2, ge=1, le=8, description="Slices vertically.")
+    cols: int = Field(2, ge=1, le=8, description="Slices horizontally.")
+    overlap: float = Field(0.2, ge=0, lt=0.5, description="Overlap between neighbouring slices, as a share.")
+
+
+class CameraConfig(Strict):
+    """One camera: where frames come from, its zones and rule overrides."""
+
+    id: Identifier = Field(description="Camera id, unique within the site; used in topics and evidence names.")
+    name: str | None = Field(None, description="Display name; defaults to the id.")
+    source: str = Field(
+        description="rtsp://... (read over TCP), a video file path, or 'usb:N' for a USB camera index."
+    )
+    enabled: bool = Field(True, description="Disabled cameras are not opened.")
+    fps: float = Field(5.0, gt=0, le=60, description="Frames per second analysed at most; extra frames are skipped.")
+    realtime: bool = Field(
+        True, description="Video files only: pace at their own frame rate (False: as fast as possible)."
+    )
+    loop: bool = Field(False, description="Video files only: start again at the end.")
+    zones: list[ZoneConfig] = Field(default_factory=list, description="Danger and PPE zones in this view.")
+    rules: CameraRules = Field(default_factory=CameraRules, description="Overrides of the site-wide rules.")
+    tiling: TilingConfig = Field(default_factory=TilingConfig, description="Slicing for small, distant workers.")
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> CameraConfig:
+        seen: set[str] = set()
+        for zone in self.zones:
+            if zone.id in seen:
+                raise ValueError(f"zone id {zone.id!r} is used twice")
+            seen.add(zone.id)
+        return self
+
+
+class ModelConfig(Strict):
+    """The detector: an ONNX file with ultralytics metadata, its thresholds and execution providers."""
+
+    type: Literal["onnxrt"] = Field("onnxrt", description="Detector backend.")
+    path: Path = Field(Path("models/ppe-yolo/model.onnx"), description="Detector model file.")
+    confidence: dict[str, Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=lambda: {"person": 0.35, "helmet": 0.3, "head": 0.3, "vest": 0.3, "no_vest": 0.3},
+        description="Minimum confidence per class name; classes not listed use `default_confidence`.",
+    )
+    default_confidence: float = Field(0.3, gt=0, lt=1, description="Threshold for classes not in `confidence`.")
+    iou: float = Field(0.5, gt=0, lt=1, description="IoU above which same-class boxes are merged by NMS.")
+    providers: list[Literal["tensorrt", "cuda", "openvino", "cpu"]] = Field(
+        default_factory=lambda: ["tensorrt", "cuda", "cpu"],
+        description="Execution providers in order of preference; unavailable ones are skipped and logged.",
+    )
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: ONNX Runtime decides).")
+    max_batch: int = Field(4, ge=1, le=64, description="Cameras batched into one inference when the model allows.")
+
+    @field_validator("confidence")
+    @classmethod
+    def _known_classes(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(CLASS_NAMES))
+        if unknown:
+            raise ValueError(f"unknown class(es) {', '.join(unknown)}; known: {', '.join(CLASS_NAMES)}")
+        return value
+
+
+class RulesConfig(Strict):
+    """Site-wide violation rules; cameras may override them."""
+
+    require: list[PPEItem] = Field(
+        default_factory=lambda: ["helmet", "vest"], description="PPE required everywhere on site."
+    )
+    debounce_s: float = Field(1.0, ge=0, description="A violation must hold this long before an event starts.")
+    min_share: float = Field(
+        0.6, gt=0, le=1, description="...and be seen in at least this share of frames over the debounce window."
+    )
+    end_after_s: float = Field(2.0, gt=0, description="An event ends after the violation is unseen this long.")
+    cooldown_s: float = Field(30.0, ge=0, description="After an event ends, the same person and rule stay quiet.")
+    update_every_s: float = Field(10.0, gt=0, description="Seconds between update messages of an ongoing event.")
+    schedules: list[Schedule] = Field(default_factory=list, description="When rules apply; empty means always.")
+    head_region: float = Field(0.3, gt=0, le=1, description="Top share of a person box where the helmet must be.")
+    torso_region: tuple[float, float] = Field(
+        (0.15, 0.7), description="Vertical band [top, bottom] of a person box where the vest must be."
+    )
+
+
+class EvidenceConfig(Strict):
+    """Annotated snapshots and short clips stored for each event."""
+
+    folder: Path = Field(Path("var/evidence"), description="Where snapshots and clips are written.")
+    snapshot: bool = Field(True, description="Write an annotated JPEG when an event starts.")
+    clip: bool = Field(True, description="Write an MP4 clip around the start of each event.")
+    pre_s: float = Field(3.0, ge=0, le=60, description="Seconds of video kept before the event.")
+    post_s: float = Field(3.0, ge=0, le=60, description="Seconds of video recorded after the event starts.")
+    jpeg_quality: int = Field(85, ge=30, le=100, description="JPEG quality of snapshots.")
+    blur_heads: bool = Field(False, description="Blur heads and faces in stored evidence (PDPO, Cap. 486).")
+    retention_days: float = Field(30.0, gt=0, description="Evidence older than this is deleted.")
+    min_free_gb: float = Field(1.0, ge=0, description="Oldest evidence is deleted while free disk is below this.")
+
+
+class TlsConfig(Strict):
+    """TLS for the MQTT connection."""
+
+    ca_file: Path | None = Field(None, description="CA bundle that signed the broker's certificate.")
+    cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(None, description="Private key of the client certificate.")
+    insecure: bool = Field(False, description="Skip host-name verification (testing only).")
+
+
+class MqttConfig(Strict):
+    """The broker alerts go to. With `host` unset the demo starts an embedded broker on 127.0.0.1."""
+
+    host: str | None = Field(None, description="Broker host; None starts the embedded broker.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port.")
+    username: str | None = Field(None, description="User name, if the broker needs one.")
+    password: SecretStr | None = Field(None, description="Password; write ${ENV_VAR} to read it from the environment.")
+    tls: TlsConfig | None = Field(None, description="TLS settings; None means plain TCP.")
+    prefix: str = Field("sitesentry", description="First topic level.")
+    client_id: str | None = Field(None, description="MQTT client id; defaults to sitesentry-<site>-<edge>.")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="Keep-alive interval.")
+    outbox: Path = Field(Path("var/outbox.sqlite3"), description="Durable outbox of unacknowledged messages.")
+    outbox_max_messages: int = Field(100_000, ge=100, description="Outbox bound; oldest updates dropped first.")
+    heartbeat_s: float = Field(30.0, gt=0, description="Seconds between heartbeat messages.")
+    control_clients: list[str] = Field(
+        default_factory=list, description="Client ids allowed to send control commands (MQTT 5 user property)."
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_levels(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", value):
+            raise ValueError("topic prefix: levels of letters, digits, '_' or '-' separated by '/', no wildcards")
+        return value
+
+
+class MetricsConfig(Strict):
+    """Prometheus metrics endpoint."""
+
+    enabled: bool = Field(True, description="Serve Prometheus metrics over HTTP.")
+    host: str = Field("127.0.0.1", description="Address the metrics endpoint binds to.")
+    port: int = Field(9108, ge=0, le=65535, description="Port of the metrics endpoint (0: pick a free one).")
+
+
+class SiteConfig(Strict):
+    """A whole site's configuration: one YAML file per site."""
+
+    site: SiteSection = Field(description="The site this edge box watches.")
+    cameras: list[CameraConfig] = Field(description="Cameras on this edge box.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Detector model and thresholds.")
+    rules: RulesConfig = Field(default_factory=RulesConfig, description="Site-wide violation rules.")
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, description="Snapshots and clips.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Alert delivery over MQTT.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics.")
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> SiteConfig:
+        seen: set[str] = set()
+        for camera in self.cameras:
+            if camera.id in seen:
+                raise ValueError(f"camera id {camera.id!r} is used twice")
+            seen.add(camera.id)
+        return self

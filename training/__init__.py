@@ -1,0 +1,1 @@
+"""SiteSentry training: dataset import, training, evaluation and export (needs the `train` extra)."""

@@ -1,0 +1,1 @@
+"""Dataset import onto the canonical classes, splitting without leakage, and validation reports."""

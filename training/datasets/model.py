@@ -1,0 +1,98 @@
+"""The in-memory dataset every importer produces: images with boxes in canonical classes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from edge.labels import CLASS_NAMES
+
+
+@dataclass(frozen=True)
+class Box:
+    """One labelled box in normalised centre format, class given by canonical name."""
+
+    label: str
+    cx: float
+    cy: float
+    w: float
+    h: float
+
+
+@dataclass
+class LabelledImage:
+    """One image file, its boxes, and the group it must share a split with."""
+
+    path: Path
+    boxes: list[Box]
+    group: str
+    split: str | None = None
+
+
+@dataclass
+class Problem:
+    """A row or file that was skipped or looks wrong, with where it is."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass
+class Dataset:
+    """Images plus the problems met while reading them (nothing is dropped silently)."""
+
+    images: list[LabelledImage] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+_ROBOFLOW_VARIANT = re.compile(r"\.rf\.[0-9a-f]{32}$")
+_VIDEO_FRAME = re.compile(r"^(?P<video>.+?)[_-](?:frame[_-]?)?\d{3,}$")
+
+
+def source_group(path: Path) -> str:
+    """Name the source an image came from, so its augmented variants or sibling frames stay together.
+
+    Roboflow exports append `.rf.<hash>` to every augmented copy of one photo; frames we extract from
+    video are named `<video>_frame_<n>`. Both collapse to one group.
+    """
+    stem = _ROBOFLOW_VARIANT.sub("", path.stem)
+    match = _VIDEO_FRAME.match(stem)
+    return match.group("video") if match and "frame" in stem else stem
+
+
+class ClassMapping:
+    """Maps source class names onto canonical names; None means the class is dropped on purpose."""
+
+    def __init__(self, mapping: dict[str, str | None], where: str = "mapping") -> None:
+        for source, target in mapping.items():
+            if target is not None and target not in CLASS_NAMES:
+                raise ValueError(
+                    f"{where}: class {source!r} maps to {target!r}, which is not one of {', '.join(CLASS_NAMES)}"
+                )
+        self.mapping = dict(mapping)
+        self.where = where
+
+    @classmethod
+    def load(cls, path: Path) -> ClassMapping:
+        """Read a YAML mapping file `source: canonical` (null drops the class)."""
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of source class -> canonical class")
+        return cls({str(k): (None if v is None else str(v)) for k, v in data.items()}, where=str(path))
+
+    @classmethod
+    def identity(cls) -> ClassMapping:
+        """Map every canonical class onto itself."""
+        return cls({name: name for name in CLASS_NAMES}, where="canonical")
+
+    def map(self, source: str) -> tuple[bool, str | None]:
+        """Return (known, canonical name or None); unknown classes are reported by the caller."""
+        if source in self.mapping:
+            return True, self.mapping[source]
+        return False, None

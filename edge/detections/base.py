@@ -1,0 +1,42 @@
+"""The detector interface every backend implements, and what it reports about its model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from edge.dataflow import Detections
+
+
+class ModelError(ValueError):
+    """A model file that cannot be used as a SiteSentry detector (message names the file and the problem)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model is: its classes, input size, batch axis, metadata and the providers it got."""
+
+    name: str
+    version: str
+    names: tuple[str, ...]
+    imgsz: tuple[int, int]  # (height, width)
+    batch: int | None  # None: dynamic batch axis
+    metadata: dict[str, str] = field(default_factory=dict)
+    providers: list[str] = field(default_factory=list)
+
+
+class Detector(Protocol):
+    """A backend: images in, boxes in pixel coordinates of each image out."""
+
+    info: ModelInfo
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Detect objects in one BGR image."""
+        ...
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detect objects in several BGR images, batched when the model allows."""
+        ...

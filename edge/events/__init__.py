@@ -1,0 +1,1 @@
+"""Events: lifecycle of debounced violations, and the evidence (snapshot, clip) stored for each."""

@@ -1,0 +1,418 @@
+"""Evidence for each event: an annotated snapshot at once, and a short clip from a per-camera ring buffer."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import hashlib
+import logging
+import math
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import tzinfo
+from pathlib import Path
+
+import cv2
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from edge.annotate import blur_regions, draw, head_boxes
+from edge.config.models import EvidenceConfig, ZoneConfig
+from edge.dataflow import EvidenceRef, FrameResult, Phase, SafetyEvent
+
+log = logging.getLogger(__name__)
+
+MAX_CAMERA_FPS = 60  # CameraConfig.fps upper bound; caps a ring buffer if timestamps misbehave
+LOG_EVERY_S = 60.0  # a repeated failure of one kind and reason is logged at most this often
+QUIET_GRACE_S = 2.0  # a camera silent this long past a clip's end gets its clip written with what arrived
+DEFAULT_CLIP_FPS = 5.0  # used only when a clip has a single frame, so no rate can be observed
+
+ClipCallback = Callable[[SafetyEvent, EvidenceRef], None]
+
+# errno -> the `reason` label of the failure counter; anything else is "os_error".
+_REASONS = {
+    errno.ENOSPC: "disk_full",
+    errno.EDQUOT: "disk_full",
+    errno.EACCES: "permission",
+    errno.EPERM: "permission",
+    errno.EROFS: "read_only",
+    errno.ENOTDIR: "bad_path",
+    errno.ENOENT: "bad_path",
+    errno.EEXIST: "bad_path",
+}
+
+
+class EncoderError(OSError):
+    """OpenCV could not open or finish a video file (it reports no errno of its own)."""
+
+
+@functools.cache
+def clip_fourcc() -> str:
+    """Return 'avc1' (H.264, plays in browsers) when this OpenCV build can encode it, else 'mp4v'."""
+    with tempfile.TemporaryDirectory() as folder:
+        writer = cv2.VideoWriter(
+            str(Path(folder, "probe.mp4")), cv2.VideoWriter.fourcc(*"avc1"), 5.0, (64, 64)
+        )
+        ok = writer.isOpened()
+        writer.release()
+    log.info("evidence clips are encoded as %s", "H.264 (avc1)" if ok else "MPEG-4 part 2 (mp4v)")
+    return "avc1" if ok else "mp4v"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Map an error to the short `reason` label used in metrics and logs."""
+    if isinstance(exc, EncoderError):
+        return "encoder"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _REASONS.get(exc.errno, "os_error")
+    return "error"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary name and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.part{path.suffix}")
+    try:
+        with partial.open("wb") as handle:
+            handle.write(data)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _same_frame(a: FrameResult, b: FrameResult) -> bool:
+    return a is b or (a.frame.seq == b.frame.seq and a.frame.captured_at == b.frame.captured_at)
+
+
+def observed_fps(results: Sequence[FrameResult]) -> float:
+    """Return the frame rate the camera actually delivered over these frames."""
+    if len(results) < 2:
+        return DEFAULT_CLIP_FPS
+    span = results[-1].frame.captured_at - results[0].frame.captured_at
+    if span <= 0:
+        return DEFAULT_CLIP_FPS
+    return min(float(MAX_CAMERA_FPS), max(0.5, (len(results) - 1) / span))
+
+
+@dataclass
+class _ClipJob:
+    """A clip being collected: frames up to `end_at` (frame time), written by the writer thread."""
+
+    event: SafetyEvent
+    camera_id: str
+    path: Path
+    relpath: str
+    end_at: float
+    deadline: float  # clock time: write what arrived if the camera goes quiet
+    frames: list[FrameResult] = field(default_factory=list)
+
+
+_STOP = object()
+
+
+class EvidenceRecorder:
+    """Writes a snapshot per START event on the caller's thread and its clip on a writer thread."""
+
+    def __init__(
+        self,
+        config: EvidenceConfig,
+        *,
+        zones: Mapping[str, Sequence[ZoneConfig]],
+        tz: tzinfo,
+        registry: CollectorRegistry | None = None,
+        on_clip_ready: ClipCallback | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._folder = Path(config.folder)
+        self._zones = zones
+        self._tz = tz
+        self._on_clip_ready = on_clip_ready
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buffers: dict[str, deque[FrameResult]] = {}
+        self._buffer_cap = max(2, math.ceil(config.pre_s * MAX_CAMERA_FPS) + 2)
+        self._collecting: dict[str, list[_ClipJob]] = {}
+        self._ready: queue.Queue[object] = queue.Queue()
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+        self._log_lock = threading.Lock()
+        self._last_logged: dict[tuple[str, str], float] = {}
+        self._suppressed: dict[tuple[str, str], int] = {}
+        registry = registry if registry is not None else CollectorRegistry()
+        self._written = Counter(
+            "sitesentry_evidence_written", "Evidence files written.", ["kind"], registry=registry
+        )
+        self._bytes = Counter(
+            "sitesentry_evidence_bytes", "Bytes of evidence written.", ["kind"], registry=registry
+        )
+        self._failures = Counter(
+            "sitesentry_evidence_failures",
+            "Evidence files that could not be written, by kind and reason (disk_full, permission, ...).",
+            ["kind", "reason"],
+            registry=registry,
+        )
+        pending = Gauge("sitesentry_evidence_pending_clips", "Clips not yet written.", registry=registry)
+        pending.set_function(lambda: self.pending_clips)
+
+    # -- caller side -------------------------------------------------------------------------------------
+
+    def observe(self, result: FrameResult) -> None:
+        """Remember a processed frame for clips; cheap: no copy, no encoding, amortised O(1)."""
+        if not self._config.clip:
+            return
+        camera = result.frame.camera_id
+        now = result.frame.captured_at
+        with self._lock:
+            buffer = self._buffers.get(camera)
+            if buffer is None:
+                buffer = self._buffers[camera] = deque(maxlen=self._buffer_cap)
+            buffer.append(result)
+            while buffer and buffer[0].frame.captured_at < now - self._config.pre_s:
+                buffer.popleft()
+            jobs = self._collecting.get(camera)
+            if not jobs:
+                return
+            for job in list(jobs):
+                if not _same_frame(job.frames[-1], result):
+                    job.frames.append(result)
+                if now >= job.end_at:
+                    jobs.remove(job)
+                    self._ready.put(job)
+
+    def buffered(self, camera_id: str) -> int:
+        """Return how many frames of a camera the ring buffer holds now."""
+        with self._lock:
+            return len(self._buffers.get(camera_id, ()))
+
+    @property
+    def pending_clips(self) -> int:
+        """Clips started but not yet written (collecting, queued or being encoded)."""
+        with self._lock:
+            return self._pending
+
+    def record(self, event: SafetyEvent, result: FrameResult) -> SafetyEvent:
+        """For a START event write the snapshot now, schedule the clip; return the event with both refs."""
+        if event.phase is not Phase.START:
+            return event
+        day = event.started_at.astimezone(self._tz).date().isoformat()
+        stem = f"{event.camera_id}/{day}/{event.event_id}"
+        refs: list[EvidenceRef] = []
+        if self._config.snapshot:
+            snapshot = self._write_snapshot(f"{stem}.jpg", result)
+            if snapshot is not None:
+                refs.append(snapshot)
+        if self._config.clip:
+            relpath = f"{stem}.mp4"
+            self._begin_clip(event, result, relpath)
+            refs.append(EvidenceRef("clip", relpath, None))
+        return event.with_evidence(*refs)
+
+    def snapshot_jpeg(self, result: FrameResult) -> bytes:
+        """Return the annotated (and, if configured, blurred) frame as JPEG bytes."""
+        ok, encoded = cv2.imencode(
+            ".jpg", self._render(result), [cv2.IMWRITE_JPEG_QUALITY, self._config.jpeg_quality]
+        )
+        if not ok:
+            raise EncoderError(f"JPEG encoding failed for camera {result.frame.camera_id}")
+        return encoded.tobytes()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the clip writer thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        clip_fourcc()  # probe the encoder once, before the first event needs it
+        self._thread = threading.Thread(target=self._writer_loop, name="evidence-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write every pending clip with the frames it has so far, then stop the writer thread."""
+        with self._lock:
+            for jobs in self._collecting.values():
+                for job in jobs:
+                    self._ready.put(job)
+                jobs.clear()
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._ready.put(_STOP)
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning(
+                    "evidence writer still busy after %.1f s; %d clip(s) pending", timeout, self.pending_clips
+                )
+            return
+        self._drain()  # never started: flush on the caller's thread
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _render(self, result: FrameResult) -> np.ndarray:
+        image = result.frame.image
+        if self._config.blur_heads:
+            # Blur first, then draw, so boxes and labels stay crisp on top of the hidden faces.
+            image = blur_regions(image, head_boxes(result))
+            result = replace(result, frame=replace(result.frame, image=image))
+        return draw(result, self._zones.get(result.frame.camera_id, ()), self._tz)
+
+    def _write_snapshot(self, relpath: str, result: FrameResult) -> EvidenceRef | None:
+        try:
+            data = self.snapshot_jpeg(result)
+            _write_atomically(self._folder / relpath, data)
+        except OSError as exc:
+            self._failed("snapshot", exc)
+            return None
+        self._written.labels("snapshot").inc()
+        self._bytes.labels("snapshot").inc(len(data))
+        return EvidenceRef("snapshot", relpath, _sha256(data))
+
+    def _begin_clip(self, event: SafetyEvent, result: FrameResult, relpath: str) -> None:
+        trigger_at = result.frame.captured_at
+        with self._lock:
+            window = [
+                r
+                for r in self._buffers.get(result.frame.camera_id, ())
+                if r.frame.captured_at >= trigger_at - self._config.pre_s
+            ]
+            if not any(_same_frame(r, result) for r in window):
+                window.append(result)
+                window.sort(key=lambda r: r.frame.captured_at)
+            job = _ClipJob(
+                event=event,
+                camera_id=result.frame.camera_id,
+                path=self._folder / relpath,
+                relpath=relpath,
+                end_at=trigger_at + self._config.post_s,
+                deadline=self._clock() + self._config.post_s + max(QUIET_GRACE_S, self._config.post_s),
+                frames=window,
+            )
+            self._pending += 1
+            if window[-1].frame.captured_at >= job.end_at:
+                self._ready.put(job)
+            else:
+                self._collecting.setdefault(job.camera_id, []).append(job)
+
+    def _writer_loop(self) -> None:
+        while True:
+            try:
+                item = self._ready.get(timeout=0.25)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._drain()
+                return
+            if isinstance(item, _ClipJob):
+                self._finish(item)
+            self._release_overdue()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                item = self._ready.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _ClipJob):
+                self._finish(item)
+
+    def _release_overdue(self) -> None:
+        """Queue clips whose camera stopped delivering frames, so they are written with what arrived."""
+        now = self._clock()
+        with self._lock:
+            for jobs in self._collecting.values():
+                for job in [j for j in jobs if now >= j.deadline]:
+                    jobs.remove(job)
+                    self._ready.put(job)
+
+    def _finish(self, job: _ClipJob) -> None:
+        try:
+            sha256, size = self._write_clip(job)
+        except Exception as exc:  # the writer thread must survive anything one clip throws
+            if not isinstance(exc, OSError):
+                log.exception("unexpected error writing clip %s", job.relpath)
+            self._failed("clip", exc)
+            return
+        finally:
+            with self._lock:
+                self._pending -= 1
+        self._written.labels("clip").inc()
+        self._bytes.labels("clip").inc(size)
+        if self._on_clip_ready is not None:
+            try:
+                self._on_clip_ready(job.event, EvidenceRef("clip", job.relpath, sha256))
+            except Exception:
+                log.exception("on_clip_ready failed for %s", job.relpath)
+
+    def _write_clip(self, job: _ClipJob) -> tuple[str, int]:
+        """Encode the clip to a temporary name, check it reads back, rename; return (sha256, bytes)."""
+        job.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = job.path.with_name(f"{job.path.stem}.part.mp4")
+        height, width = job.frames[0].frame.image.shape[:2]
+        fps = observed_fps(job.frames)
+        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter.fourcc(*clip_fourcc()), fps, (width, height))
+        try:
+            if not writer.isOpened():
+                raise self._encoder_error(partial, "cannot open video writer")
+            for result in job.frames:
+                image = self._render(result)
+                if image.shape[:2] != (height, width):  # the camera changed resolution mid-clip
+                    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+                writer.write(image)
+            writer.release()
+            # OpenCV reports no write errors; reading the container back catches a truncated file.
+            check = cv2.VideoCapture(str(partial))
+            frames = int(check.get(cv2.CAP_PROP_FRAME_COUNT)) if check.isOpened() else 0
+            check.release()
+            if frames != len(job.frames):
+                raise self._encoder_error(partial, f"read back {frames} of {len(job.frames)} frames")
+            sha256, size = _file_sha256(partial), partial.stat().st_size
+            os.replace(partial, job.path)
+        except BaseException:
+            writer.release()
+            partial.unlink(missing_ok=True)
+            raise
+        return sha256, size
+
+    def _encoder_error(self, path: Path, message: str) -> OSError:
+        """Blame the disk when it is (nearly) full, since OpenCV hides ENOSPC; else the encoder."""
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = None
+        if free is not None and free < 16 * 1024 * 1024:
+            return OSError(errno.ENOSPC, f"{message}; {free} bytes free", str(path))
+        return EncoderError(f"{path}: {message}")
+
+    def _failed(self, kind: str, exc: BaseException) -> None:
+        reason = failure_reason(exc)
+        self._failures.labels(kind, reason).inc()
+        key = (kind, reason)
+        now = self._clock()
+        with self._log_lock:
+            last = self._last_logged.get(key)
+            if last is not None and now - last < LOG_EVERY_S:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return
+            self._last_logged[key] = now
+            repeats = self._suppressed.pop(key, 0)
+        more = f" ({repeats} more since the last report)" if repeats else ""
+        log.warning("could not write %s evidence (%s): %s%s", kind, reason, exc, more)

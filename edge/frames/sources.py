@@ -1,0 +1,286 @@
+"""Frame sources behind one small interface: RTSP over TCP, video files (paced or fast, looped) and USB cameras."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import cv2
+import numpy as np
+
+from edge.telemetry import redact
+
+log = logging.getLogger(__name__)
+
+_RTSP_SCHEMES = ("rtsp", "rtsps")
+_DEFAULT_FILE_FPS = 25.0
+# A file-paced source that falls this far behind (slow disk, busy CPU) restarts its schedule instead of
+# bursting frames to catch up, like a live camera would.
+_MAX_PACING_LAG_S = 1.0
+_FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+# OpenCV reads its FFmpeg options from the environment at each open; the lock keeps concurrent opens from
+# seeing each other's temporary value.
+_env_lock = threading.Lock()
+
+
+class SourceError(RuntimeError):
+    """A frame source that cannot be opened: the message is one line saying what and where, redacted."""
+
+
+class FrameSource:
+    """An opened source of BGR frames; read it from one thread only."""
+
+    live: bool = True  # frames arrive in real time and cannot be replayed (RTSP, USB)
+
+    def __init__(self, capture: cv2.VideoCapture, where: str) -> None:
+        self._capture = capture
+        self._where = where
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._fps = fps if np.isfinite(fps) and 0 < fps < 1000 else 0.0
+
+    @property
+    def fps(self) -> float:
+        """Return the nominal frame rate the source reports (0.0 when it does not say)."""
+        return self._fps
+
+    @property
+    def ended(self) -> bool:
+        """Return True once a finite source has nothing more to give (only non-looping files)."""
+        return False
+
+    @property
+    def position_s(self) -> float | None:
+        """Return the media time of the last frame read (files), or None for live sources."""
+        return None
+
+    def describe(self) -> str:
+        """Return what and where this source is, credentials hidden."""
+        return self._where
+
+    def read(self) -> np.ndarray | None:
+        """Return the next frame, or None when the stream is lost, timed out or ended."""
+        ok, image = self._capture.read()
+        return image if ok and image is not None and image.size else None
+
+    def close(self) -> None:
+        """Release the underlying capture; safe to call twice."""
+        self._capture.release()
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+class RtspSource(FrameSource):
+    """An RTSP stream read through OpenCV's FFmpeg backend, RTP interleaved over TCP."""
+
+
+class UsbSource(FrameSource):
+    """A local camera by index (usb:N), through OpenCV's default backend (V4L2 on Linux)."""
+
+
+class FileSource(FrameSource):
+    """A video file: paced at its own frame rate or as fast as possible, optionally looped."""
+
+    live = False
+
+    def __init__(self, capture: cv2.VideoCapture, where: str, path: Path, *, realtime: bool, loop: bool) -> None:
+        super().__init__(capture, where)
+        self._path = path
+        self._realtime = realtime
+        self._loop = loop
+        self._index = -1  # frames read since the (last) start of the file
+        self._ended = False
+        self._pending: np.ndarray | None = None
+        self._started: float | None = None  # monotonic time at which frame 0 is due
+        if self._fps == 0.0:
+            log.warning("%s does not state its frame rate; assuming %.0f fps", where, _DEFAULT_FILE_FPS)
+        # Decode the first frame now: a file OpenCV opens but cannot decode fails here, not as an empty "end".
+        self._pending = super().read()
+        if self._pending is None:
+            capture.release()
+            raise SourceError(f"cannot decode any frame from {where}")
+
+    @property
+    def _rate(self) -> float:
+        return self._fps or _DEFAULT_FILE_FPS
+
+    @property
+    def ended(self) -> bool:
+        """Return True once a non-looping file reached its end."""
+        return self._ended
+
+    @property
+    def position_s(self) -> float | None:
+        """Return the media time of the last frame read, restarting at 0 on each loop."""
+        return max(self._index, 0) / self._rate
+
+    def read(self) -> np.ndarray | None:
+        """Return the next frame, sleeping until it is due when paced; None at the end unless looping."""
+        if self._ended:
+            return None
+        image, self._pending = self._pending, None
+        if image is None:
+            image = super().read()
+        if image is None and self._loop:
+            image = self._rewind()
+        if image is None:
+            self._ended = True
+            return None
+        self._index += 1
+        if self._realtime:
+            self._pace()
+        return image
+
+    def _rewind(self) -> np.ndarray | None:
+        """Seek back to the first frame; reopen when the container cannot seek."""
+        self._index = -1
+        self._started = None
+        if not self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
+            self._capture.release()
+            self._capture = cv2.VideoCapture(str(self._path), cv2.CAP_FFMPEG)
+        return super().read()
+
+    def _pace(self) -> None:
+        now = time.monotonic()
+        if self._started is None:
+            self._started = now - self._index / self._rate
+        due = self._started + self._index / self._rate
+        if now - due > _MAX_PACING_LAG_S:
+            self._started = now - self._index / self._rate
+        elif due > now:
+            time.sleep(due - now)
+
+
+def open_source(
+    source: str,
+    *,
+    realtime: bool,
+    loop: bool,
+    open_timeout_s: float = 10.0,
+    read_timeout_s: float = 5.0,
+) -> FrameSource:
+    """Open rtsp://..., a video file path or usb:N; raise SourceError with one clear line when it cannot."""
+    source = source.strip()
+    scheme = source.split("://", 1)[0].lower() if "://" in source else ""
+    if scheme in _RTSP_SCHEMES:
+        return _open_rtsp(source, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
+    if scheme:
+        raise SourceError(
+            f"unsupported camera source {redact(source)}: use rtsp://..., a video file path or usb:N"
+        )
+    if source.lower().startswith("usb:"):
+        return _open_usb(source)
+    return _open_file(source, realtime=realtime, loop=loop)
+
+
+def _timeouts(open_timeout_s: float, read_timeout_s: float) -> list[int]:
+    return [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        max(1, int(open_timeout_s * 1000)),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        max(1, int(read_timeout_s * 1000)),
+    ]
+
+
+def tcp_capture_options(current: str | None) -> str:
+    """Return OpenCV FFmpeg capture options with rtsp_transport forced to tcp, keeping the other options."""
+    pairs = [item for item in (current or "").split("|") if item and not item.startswith("rtsp_transport;")]
+    return "|".join(["rtsp_transport;tcp", *pairs])
+
+
+def _open_rtsp(url: str, *, open_timeout_s: float, read_timeout_s: float) -> FrameSource:
+    where = f"RTSP stream {redact(url)}"
+    with _env_lock:
+        previous = os.environ.get(_FFMPEG_OPTIONS_ENV)
+        # Over UDP a lossy site network smears frames; TCP trades latency for intact images.
+        os.environ[_FFMPEG_OPTIONS_ENV] = tcp_capture_options(previous)
+        try:
+            capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, _timeouts(open_timeout_s, read_timeout_s))
+        finally:
+            if previous is None:
+                del os.environ[_FFMPEG_OPTIONS_ENV]
+            else:
+                os.environ[_FFMPEG_OPTIONS_ENV] = previous
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"cannot open {where}: {diagnose_rtsp(url, timeout_s=min(open_timeout_s, 3.0))}")
+    return RtspSource(capture, where)
+
+
+def diagnose_rtsp(url: str, *, timeout_s: float = 3.0) -> str:
+    """Say why an RTSP URL gives no video, as far as a TCP connect and one unauthenticated DESCRIBE tell."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        return "the URL names no host"
+    try:
+        port = parts.port or (322 if parts.scheme.lower() == "rtsps" else 554)
+    except ValueError:
+        return "the URL has an invalid port"
+    try:
+        conn = socket.create_connection((host, port), timeout=timeout_s)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return f"cannot connect to {host}:{port} ({reason})"
+    with conn:
+        if parts.scheme.lower() == "rtsps":
+            return f"{host}:{port} accepts connections but no video stream could be opened (TLS, path or codec?)"
+        bare = urlunsplit((parts.scheme, f"{host}:{port}", parts.path or "/", parts.query, ""))
+        try:
+            conn.sendall(f"DESCRIBE {bare} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n".encode())
+            status_line = conn.recv(256).split(b"\r\n", 1)[0].decode("latin-1")
+        except OSError as exc:
+            return f"{host}:{port} accepts connections but does not answer RTSP ({exc.strerror or exc})"
+    fields = status_line.split(" ", 2)
+    if len(fields) < 2 or not fields[0].startswith("RTSP/"):
+        return f"{host}:{port} does not speak RTSP"
+    code = fields[1]
+    answer = " ".join(fields[1:])
+    if code == "401":
+        hint = "check user name and password" if parts.password else "the URL needs user:password@"
+        return f"the server requires authentication ({answer}); {hint}"
+    if code == "404":
+        return f"the server has no stream at path {parts.path or '/'!r} ({answer})"
+    if code == "200":
+        return "the server describes the stream but no frames could be decoded (codec or transport?)"
+    return f"the server answers {answer}"
+
+
+def _open_usb(source: str) -> FrameSource:
+    index_text = source.split(":", 1)[1]
+    if not index_text.isdigit():
+        raise SourceError(f"invalid USB camera source {source!r}: write usb:N with N the camera index, e.g. usb:0")
+    index = int(index_text)
+    where = f"USB camera {index} ({source})"
+    capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        capture.release()
+        device = Path(f"/dev/video{index}")
+        reason = f"{device} does not exist" if sys.platform == "linux" and not device.exists() else "busy or unsupported"
+        raise SourceError(f"cannot open {where}: {reason}")
+    return UsbSource(capture, where)
+
+
+def _open_file(source: str, *, realtime: bool, loop: bool) -> FrameSource:
+    path = Path(source).expanduser()
+    where = f"video file {path}"
+    if not path.exists():
+        raise SourceError(f"cannot open {where}: no such file")
+    if not path.is_file():
+        raise SourceError(f"cannot open {where}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"cannot open {where}: permission denied")
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"cannot open {where}: not a video format FFmpeg can read")
+    return FileSource(capture, where, path, realtime=realtime, loop=loop)

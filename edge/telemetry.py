@@ -1,0 +1,69 @@
+"""Logging, Prometheus metrics serving, and credential redaction shared by every stage."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<password>[^@/\s]+)@")
+_SECRET_FIELDS = re.compile(r"(?i)(password|passwd|secret|token)(\s*[=:]\s*)(\S+)")
+
+
+def redact(text: str) -> str:
+    """Hide passwords in URLs (rtsp://user:pass@host) and `password=...` pairs before logging or printing."""
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _SECRET_FIELDS.sub(lambda m: f"{m[1]}{m[2]}***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Redact credentials from every log record, whoever logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with credentials hidden."""
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render a record as JSON with time, level, logger, message and any `extra` fields."""
+        payload: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("camera", "event_id", "rule", "zone"):
+            if hasattr(record, key):
+                payload[key] = getattr(record, key)
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
+    """Configure the root logger once for a CLI process: redacted, plain text or JSON lines on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(
+        JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> int:
+    """Serve a registry's metrics over HTTP in a daemon thread; return the bound port."""
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return int(server.server_address[1])

@@ -1,0 +1,90 @@
+"""One camera's rules applied to one frame: tracked persons in, raw (not yet debounced) violations out."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import numpy as np
+
+from edge.config.models import CameraConfig, RulesConfig
+from edge.dataflow import Detections, Frame, Rule, Track, Violation
+from edge.violations.ppe import PPEStatus, assign_ppe
+from edge.violations.schedule import is_active
+from edge.violations.zones import Zone
+
+log = logging.getLogger(__name__)
+
+PPE_RULES = {"helmet": Rule.NO_HELMET, "vest": Rule.NO_VEST}
+
+
+def effective_rules(camera: CameraConfig, site_rules: RulesConfig) -> RulesConfig:
+    """Merge a camera's overrides onto the site-wide rules."""
+    overrides = {k: v for k, v in camera.rules.model_dump(exclude_none=True).items()}
+    if "schedules" in overrides:
+        overrides["schedules"] = camera.rules.schedules
+    return site_rules.model_copy(update=overrides)
+
+
+class RuleEngine:
+    """PPE and zone rules for one camera; rules can be switched off at run time (control topic)."""
+
+    def __init__(self, camera: CameraConfig, site_rules: RulesConfig) -> None:
+        self.camera_id = camera.id
+        self.rules = effective_rules(camera, site_rules)
+        self.zones = [Zone(z) for z in camera.zones]
+        self.disabled: set[Rule] = set()
+
+    def evaluate(
+        self, frame: Frame, detections: Detections, tracks: tuple[Track, ...], now: datetime
+    ) -> tuple[Violation, ...]:
+        """Return every rule broken in this frame; `now` is the frame's capture time in site time."""
+        if not tracks:
+            for zone in self.zones:
+                zone.dwelling(tracks, *frame.size, frame.captured_at)
+            return ()
+        width, height = frame.size
+        persons = np.array([t.xyxy for t in tracks], np.float32)
+        statuses = assign_ppe(persons, detections, self.rules, np.array([t.confidence for t in tracks]))
+        out: list[Violation] = []
+        if is_active(self.rules.schedules, now):
+            for item in self.rules.require:
+                out.extend(self._ppe_violations(item, None, tracks, statuses, range(len(tracks))))
+        for zone in self.zones:
+            dwelling = zone.dwelling(tracks, width, height, frame.captured_at)
+            if not is_active(zone.config.schedules, now):
+                continue
+            inside = [i for i, d in enumerate(dwelling) if d]
+            if zone.config.entry_forbidden and Rule.ZONE_ENTRY not in self.disabled:
+                for i in inside:
+                    t = tracks[i]
+                    out.append(Violation(self.camera_id, t.track_id, Rule.ZONE_ENTRY, zone.config.id, t.confidence, t.xyxy))
+            for item in zone.config.require:
+                if item in self.rules.require:
+                    continue  # already required everywhere in view; one event, not two
+                out.extend(self._ppe_violations(item, zone.config.id, tracks, statuses, inside))
+        return tuple(out)
+
+    def _ppe_violations(
+        self, item: str, zone: str | None, tracks: tuple[Track, ...], statuses: list[PPEStatus], which
+    ) -> list[Violation]:
+        rule = PPE_RULES[item]
+        if rule in self.disabled:
+            return []
+        out = []
+        for i in which:
+            status = statuses[i]
+            if not status.judged:
+                continue
+            missing = status.helmet_missing if item == "helmet" else status.vest_missing
+            if not missing:
+                continue
+            evidence_box = status.head_box if item == "helmet" else status.torso_box
+            confidence = status.helmet_confidence if item == "helmet" else status.vest_confidence
+            t = tracks[i]
+            out.append(
+                Violation(
+                    self.camera_id, t.track_id, rule, zone, confidence, t.xyxy, (evidence_box,) if evidence_box else ()
+                )
+            )
+        return out

@@ -98,7 +98,6 @@ def _draw_zones(canvas: np.ndarray, zones: Sequence[ZoneConfig], violated: set[s
         local = points - np.array([x0, y0], dtype=np.int32)
         mask = np.zeros((bh, bw), np.uint8)
         cv2.fillPoly(mask, [local], 255)
-        inside = mask > 0
         colour = VIOLATION_COLOUR if zone.id in violated else ZONE_COLOUR
         layer = np.empty_like(roi)
         layer[:] = colour
@@ -112,7 +111,7 @@ def _draw_zones(canvas: np.ndarray, zones: Sequence[ZoneConfig], violated: set[s
             text_scale = scale * 0.8
             (tw, th), _ = cv2.getTextSize(name, _FONT, text_scale, 1)
             _label(tinted, name, cx - tw // 2, cy + th // 2, colour, text_scale)
-        roi[inside] = tinted[inside]
+        roi[...] = cv2.copyTo(tinted, mask, roi.copy())
 
 
 def _draw_box(image: np.ndarray, box: tuple[int, int, int, int], colour: BGR, thickness: int) -> None:

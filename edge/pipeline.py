@@ -22,7 +22,9 @@ class CameraPipeline:
         self.tracker = PersonTracker(frame_rate=camera.fps)
         self.lifecycle = EventLifecycle(site_id, camera.id, self.engine.rules, tz)
 
-    def step(self, frame: Frame, detections: Detections, stage_ms: dict[str, float] | None = None) -> FrameResult:
+    def step(
+        self, frame: Frame, detections: Detections, stage_ms: dict[str, float] | None = None
+    ) -> FrameResult:
         """Advance tracking, rules and event lifecycles by one frame whose detections are known."""
         timings = dict(stage_ms or {})
         t0 = time.perf_counter()

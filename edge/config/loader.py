@@ -102,7 +102,10 @@ def _resolve_paths(config: SiteConfig, base: Path) -> SiteConfig:
     cameras = []
     for cam in config.cameras:
         src = cam.source
-        if not (src.startswith(("rtsp://", "rtsps://", "http://", "https://", "usb:"))) and not Path(src).is_absolute():
+        if (
+            not (src.startswith(("rtsp://", "rtsps://", "http://", "https://", "usb:")))
+            and not Path(src).is_absolute()
+        ):
             src = str((base / src).resolve())
         cameras.append(cam.model_copy(update={"source": src}))
     updates["cameras"] = cameras

@@ -44,7 +44,9 @@ class SiteSection(Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Asia/Hong_Kong')") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as 'Asia/Hong_Kong')"
+            ) from None
         return value
 
 
@@ -74,7 +76,9 @@ class ZoneConfig(Strict):
     anchor: Literal["bottom_center", "center", "top_center"] = Field(
         "bottom_center", description="Point of the person box tested against the polygon (feet by default)."
     )
-    min_dwell_s: float = Field(0.0, ge=0, description="Seconds a person must stay inside before entry counts.")
+    min_dwell_s: float = Field(
+        0.0, ge=0, description="Seconds a person must stay inside before entry counts."
+    )
     schedules: list[Schedule] = Field(
         default_factory=list, description="When the zone is active; empty means always."
     )
@@ -105,7 +109,9 @@ class CameraRules(Strict):
 class TilingConfig(Strict):
     """SAHI-style slicing for wide views where workers are tiny: slices plus the full frame, merged by NMS."""
 
-    enabled: bool = Field(False, description="Run the detector on overlapping slices as well as the full frame.")
+    enabled: bool = Field(
+        False, description="Run the detector on overlapping slices as well as the full frame."
+    )
     rows: int = Field(2, ge=1, le=8, description="Slices vertically.")
     cols: int = Field(2, ge=1, le=8, description="Slices horizontally.")
     overlap: float = Field(0.2, ge=0, lt=0.5, description="Overlap between neighbouring slices, as a share.")
@@ -114,20 +120,26 @@ class TilingConfig(Strict):
 class CameraConfig(Strict):
     """One camera: where frames come from, its zones and rule overrides."""
 
-    id: Identifier = Field(description="Camera id, unique within the site; used in topics and evidence names.")
+    id: Identifier = Field(
+        description="Camera id, unique within the site; used in topics and evidence names."
+    )
     name: str | None = Field(None, description="Display name; defaults to the id.")
     source: str = Field(
         description="rtsp://... (read over TCP), a video file path, or 'usb:N' for a USB camera index."
     )
     enabled: bool = Field(True, description="Disabled cameras are not opened.")
-    fps: float = Field(5.0, gt=0, le=60, description="Frames per second analysed at most; extra frames are skipped.")
+    fps: float = Field(
+        5.0, gt=0, le=60, description="Frames per second analysed at most; extra frames are skipped."
+    )
     realtime: bool = Field(
         True, description="Video files only: pace at their own frame rate (False: as fast as possible)."
     )
     loop: bool = Field(False, description="Video files only: start again at the end.")
     zones: list[ZoneConfig] = Field(default_factory=list, description="Danger and PPE zones in this view.")
     rules: CameraRules = Field(default_factory=CameraRules, description="Overrides of the site-wide rules.")
-    tiling: TilingConfig = Field(default_factory=TilingConfig, description="Slicing for small, distant workers.")
+    tiling: TilingConfig = Field(
+        default_factory=TilingConfig, description="Slicing for small, distant workers."
+    )
 
     @model_validator(mode="after")
     def _unique_zones(self) -> CameraConfig:
@@ -148,14 +160,18 @@ class ModelConfig(Strict):
         default_factory=lambda: {"person": 0.35, "helmet": 0.3, "head": 0.3, "vest": 0.3, "no_vest": 0.3},
         description="Minimum confidence per class name; classes not listed use `default_confidence`.",
     )
-    default_confidence: float = Field(0.3, gt=0, lt=1, description="Threshold for classes not in `confidence`.")
+    default_confidence: float = Field(
+        0.3, gt=0, lt=1, description="Threshold for classes not in `confidence`."
+    )
     iou: float = Field(0.5, gt=0, lt=1, description="IoU above which same-class boxes are merged by NMS.")
     providers: list[Literal["tensorrt", "cuda", "openvino", "cpu"]] = Field(
         default_factory=lambda: ["tensorrt", "cuda", "cpu"],
         description="Execution providers in order of preference; unavailable ones are skipped and logged.",
     )
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: ONNX Runtime decides).")
-    max_batch: int = Field(4, ge=1, le=64, description="Cameras batched into one inference when the model allows.")
+    max_batch: int = Field(
+        4, ge=1, le=64, description="Cameras batched into one inference when the model allows."
+    )
 
     @field_validator("confidence")
     @classmethod
@@ -172,23 +188,42 @@ class RulesConfig(Strict):
     require: list[PPEItem] = Field(
         default_factory=lambda: ["helmet", "vest"], description="PPE required everywhere on site."
     )
-    debounce_s: float = Field(1.0, ge=0, description="A violation must hold this long before an event starts.")
-    min_share: float = Field(
-        0.6, gt=0, le=1, description="...and be seen in at least this share of frames over the debounce window."
+    debounce_s: float = Field(
+        1.0, ge=0, description="A violation must hold this long before an event starts."
     )
-    end_after_s: float = Field(2.0, gt=0, description="An event ends after the violation is unseen this long.")
-    cooldown_s: float = Field(30.0, ge=0, description="After an event ends, the same person and rule stay quiet.")
-    update_every_s: float = Field(10.0, gt=0, description="Seconds between update messages of an ongoing event.")
-    schedules: list[Schedule] = Field(default_factory=list, description="When rules apply; empty means always.")
-    head_region: float = Field(0.3, gt=0, le=1, description="Top share of a person box where the helmet must be.")
+    min_share: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="...and be seen in at least this share of frames over the debounce window.",
+    )
+    end_after_s: float = Field(
+        2.0, gt=0, description="An event ends after the violation is unseen this long."
+    )
+    cooldown_s: float = Field(
+        30.0, ge=0, description="After an event ends, the same person and rule stay quiet."
+    )
+    update_every_s: float = Field(
+        10.0, gt=0, description="Seconds between update messages of an ongoing event."
+    )
+    schedules: list[Schedule] = Field(
+        default_factory=list, description="When rules apply; empty means always."
+    )
+    head_region: float = Field(
+        0.3, gt=0, le=1, description="Top share of a person box where the helmet must be."
+    )
     torso_region: tuple[float, float] = Field(
         (0.15, 0.7), description="Vertical band [top, bottom] of a person box where the vest must be."
     )
     min_person_px: int = Field(
-        40, ge=0, description="Persons shorter than this (pixels) are too small to judge PPE; zones still apply."
+        40,
+        ge=0,
+        description="Persons shorter than this (pixels) are too small to judge PPE; zones still apply.",
     )
     max_new_events_per_min: int = Field(
-        30, ge=1, description="Per camera: new events beyond this rate are suppressed and counted (camera cuts)."
+        30,
+        ge=1,
+        description="Per camera: new events beyond this rate are suppressed and counted (camera cuts).",
     )
 
 
@@ -203,7 +238,9 @@ class EvidenceConfig(Strict):
     jpeg_quality: int = Field(85, ge=30, le=100, description="JPEG quality of snapshots.")
     blur_heads: bool = Field(False, description="Blur heads and faces in stored evidence (PDPO, Cap. 486).")
     retention_days: float = Field(30.0, gt=0, description="Evidence older than this is deleted.")
-    min_free_gb: float = Field(1.0, ge=0, description="Oldest evidence is deleted while free disk is below this.")
+    min_free_gb: float = Field(
+        1.0, ge=0, description="Oldest evidence is deleted while free disk is below this."
+    )
 
 
 class TlsConfig(Strict):
@@ -221,24 +258,31 @@ class MqttConfig(Strict):
     host: str | None = Field(None, description="Broker host; None starts the embedded broker.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port.")
     username: str | None = Field(None, description="User name, if the broker needs one.")
-    password: SecretStr | None = Field(None, description="Password; write ${ENV_VAR} to read it from the environment.")
+    password: SecretStr | None = Field(
+        None, description="Password; write ${ENV_VAR} to read it from the environment."
+    )
     tls: TlsConfig | None = Field(None, description="TLS settings; None means plain TCP.")
     prefix: str = Field("sitesentry", description="First topic level.")
     client_id: str | None = Field(None, description="MQTT client id; defaults to sitesentry-<site>-<edge>.")
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="Keep-alive interval.")
     outbox: Path = Field(Path("var/outbox.sqlite3"), description="Durable outbox of unacknowledged messages.")
-    outbox_max_messages: int = Field(100_000, ge=100, description="Outbox bound; oldest updates dropped first.")
+    outbox_max_messages: int = Field(
+        100_000, ge=100, description="Outbox bound; oldest updates dropped first."
+    )
     heartbeat_s: float = Field(30.0, gt=0, description="Seconds between heartbeat messages.")
     control_clients: list[str] = Field(
-        default_factory=list, description="Client ids allowed to send control commands (MQTT 5 user property)."
+        default_factory=list,
+        description="Client ids allowed to send control commands (MQTT 5 user property).",
     )
 
     @field_validator("prefix")
     @classmethod
     def _prefix_levels(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", value):
-            raise ValueError("topic prefix: levels of letters, digits, '_' or '-' separated by '/', no wildcards")
+            raise ValueError(
+                "topic prefix: levels of letters, digits, '_' or '-' separated by '/', no wildcards"
+            )
         return value
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,4 +39,16 @@ class Detector(Protocol):
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Detect objects in several BGR images, batched when the model allows."""
+        ...
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Any]]:
+        """Turn images into the model's input batch, plus what is needed to map boxes back."""
+        ...
+
+    def infer(self, blob: np.ndarray) -> np.ndarray:
+        """Run the model on a prepared batch."""
+        ...
+
+    def postprocess(self, output: np.ndarray, boxes: list[Any]) -> list[Detections]:
+        """Decode raw output into per-image detections."""
         ...

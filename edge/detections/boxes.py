@@ -68,7 +68,10 @@ def decode(
     xyxy = scale_back(xyxy, box)
     kept = class_aware_nms(xyxy, confidence, class_id, iou, max_det)
     return Detections(
-        xyxy[kept].astype(np.float32), confidence[kept].astype(np.float32), class_id[kept].astype(np.int32), names
+        xyxy[kept].astype(np.float32),
+        confidence[kept].astype(np.float32),
+        class_id[kept].astype(np.int32),
+        names,
     )
 
 

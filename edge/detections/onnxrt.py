@@ -115,7 +115,9 @@ class OnnxDetector:
         elif isinstance(imgsz_meta, list | tuple) and len(imgsz_meta) == 2:
             imgsz = (int(imgsz_meta[0]), int(imgsz_meta[1]))
         else:
-            raise ModelError(f"{self.path}: input size unknown (no fixed input shape and no `imgsz` metadata)")
+            raise ModelError(
+                f"{self.path}: input size unknown (no fixed input shape and no `imgsz` metadata)"
+            )
         out_shape = outputs[0].shape
         if len(outputs) != 1 or len(out_shape) != 3 or out_shape[1] != 4 + len(names):
             raise ModelError(

@@ -10,7 +10,9 @@ from edge.detections.base import Detector
 from edge.detections.boxes import merge
 
 
-def tile_windows(width: int, height: int, rows: int, cols: int, overlap: float) -> list[tuple[int, int, int, int]]:
+def tile_windows(
+    width: int, height: int, rows: int, cols: int, overlap: float
+) -> list[tuple[int, int, int, int]]:
     """Return (x1, y1, x2, y2) pixel windows covering the frame in rows x cols with the given overlap."""
     tile_w = width / (cols - (cols - 1) * overlap)
     tile_h = height / (rows - (rows - 1) * overlap)

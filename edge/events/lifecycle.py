@@ -79,7 +79,9 @@ class EventLifecycle:
     def _time(self, t: float) -> datetime:
         return datetime.fromtimestamp(t, self.tz)
 
-    def _event(self, key: Key, active: _Active, phase: Phase, now: float, frame_size: tuple[int, int]) -> SafetyEvent:
+    def _event(
+        self, key: Key, active: _Active, phase: Phase, now: float, frame_size: tuple[int, int]
+    ) -> SafetyEvent:
         v = active.violation
         w, h = frame_size
         boxes = tuple((b[0] / w, b[1] / h, b[2] / w, b[3] / h) for b in (v.person_xyxy, *v.evidence_xyxy))
@@ -158,7 +160,13 @@ class EventLifecycle:
         return False
 
     def _start(
-        self, key: Key, v: Violation, first_seen: float, now: float, frame_seq: int, frame_size: tuple[int, int]
+        self,
+        key: Key,
+        v: Violation,
+        first_seen: float,
+        now: float,
+        frame_seq: int,
+        frame_size: tuple[int, int],
     ) -> SafetyEvent | None:
         # A track id switch: an open event of the same rule whose person vanished where this one stands.
         for old_key, active in list(self._active.items()):

@@ -240,6 +240,8 @@ def diagnose_rtsp(url: str, *, timeout_s: float = 3.0) -> str:
             status_line = conn.recv(256).split(b"\r\n", 1)[0].decode("latin-1")
         except OSError as exc:
             return f"{host}:{port} accepts connections but does not answer RTSP ({exc.strerror or exc})"
+    if not status_line:
+        return f"{host}:{port} closed the connection without an RTSP answer"
     fields = status_line.split(" ", 2)
     if len(fields) < 2 or not fields[0].startswith("RTSP/"):
         return f"{host}:{port} does not speak RTSP"
@@ -261,7 +263,8 @@ def _open_usb(source: str) -> FrameSource:
         raise SourceError(f"invalid USB camera source {source!r}: write usb:N with N the camera index, e.g. usb:0")
     index = int(index_text)
     where = f"USB camera {index} ({source})"
-    capture = cv2.VideoCapture(index)
+    # V4L2 directly on Linux: the default backend order tries FFmpeg first and logs a confusing error.
+    capture = cv2.VideoCapture(index, cv2.CAP_V4L2 if sys.platform == "linux" else cv2.CAP_ANY)
     if not capture.isOpened():
         capture.release()
         device = Path(f"/dev/video{index}")

@@ -1,4 +1,4 @@
-"""The MQTT topic tree: built in one place, with fixed words between ids so an id never collides with a level."""
+"""The MQTT topic tree, built in one place; fixed words between ids so an id never collides with a level."""
 
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ class ParsedTopic:
 
 def _check_id(value: str, what: str) -> str:
     if not _ID.match(value):
-        raise ValueError(f"{what} {value!r} cannot be a topic level: use letters, digits, '_' and '-' (max 64)")
+        raise ValueError(
+            f"{what} {value!r} cannot be a topic level: use letters, digits, '_' and '-' (max 64)"
+        )
     return value
 
 
@@ -50,7 +52,9 @@ class Topics:
 
     def __post_init__(self) -> None:
         if not _PREFIX.match(self.prefix):
-            raise ValueError(f"topic prefix {self.prefix!r}: levels of letters, digits, '_' or '-' separated by '/'")
+            raise ValueError(
+                f"topic prefix {self.prefix!r}: levels of letters, digits, '_' or '-' separated by '/'"
+            )
         _check_id(self.site, "site id")
 
     @property
@@ -118,7 +122,11 @@ def parse_topic(prefix: str, topic: str) -> ParsedTopic | None:
     if not _ID.match(rest[0]):
         return None
     if section == "cameras" and len(rest) == 2:
-        kinds = {"events": TopicKind.EVENTS, "status": TopicKind.CAMERA_STATUS, "snapshot": TopicKind.SNAPSHOT}
+        kinds = {
+            "events": TopicKind.EVENTS,
+            "status": TopicKind.CAMERA_STATUS,
+            "snapshot": TopicKind.SNAPSHOT,
+        }
         kind = kinds.get(rest[1])
         return ParsedTopic(kind, site, camera=rest[0]) if kind else None
     if section == "edges":

@@ -41,7 +41,9 @@ class PersonTracker:
         if tracked.tracker_id is None:
             return ()
         tracks = []
-        for xyxy, confidence, track_id in zip(tracked.xyxy, tracked.confidence, tracked.tracker_id, strict=True):
+        for xyxy, confidence, track_id in zip(
+            tracked.xyxy, tracked.confidence, tracked.tracker_id, strict=True
+        ):
             if track_id < 0:  # not yet confirmed
                 continue
             x1, y1, x2, y2 = (float(v) for v in xyxy)

@@ -58,7 +58,11 @@ class RuleEngine:
             if zone.config.entry_forbidden and Rule.ZONE_ENTRY not in self.disabled:
                 for i in inside:
                     t = tracks[i]
-                    out.append(Violation(self.camera_id, t.track_id, Rule.ZONE_ENTRY, zone.config.id, t.confidence, t.xyxy))
+                    out.append(
+                        Violation(
+                            self.camera_id, t.track_id, Rule.ZONE_ENTRY, zone.config.id, t.confidence, t.xyxy
+                        )
+                    )
             for item in zone.config.require:
                 if item in self.rules.require:
                     continue  # already required everywhere in view; one event, not two
@@ -84,7 +88,13 @@ class RuleEngine:
             t = tracks[i]
             out.append(
                 Violation(
-                    self.camera_id, t.track_id, rule, zone, confidence, t.xyxy, (evidence_box,) if evidence_box else ()
+                    self.camera_id,
+                    t.track_id,
+                    rule,
+                    zone,
+                    confidence,
+                    t.xyxy,
+                    (evidence_box,) if evidence_box else (),
                 )
             )
         return out

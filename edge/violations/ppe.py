@@ -36,7 +36,12 @@ def head_regions(persons: np.ndarray, rules: RulesConfig) -> np.ndarray:
     w = persons[:, 2] - persons[:, 0]
     # Helmets poke above tight person boxes and heads lean sideways, so the region is a little generous.
     return np.column_stack(
-        [persons[:, 0] - 0.1 * w, persons[:, 1] - 0.1 * h, persons[:, 2] + 0.1 * w, persons[:, 1] + rules.head_region * h]
+        [
+            persons[:, 0] - 0.1 * w,
+            persons[:, 1] - 0.1 * h,
+            persons[:, 2] + 0.1 * w,
+            persons[:, 1] + rules.head_region * h,
+        ]
     )
 
 
@@ -44,7 +49,9 @@ def torso_regions(persons: np.ndarray, rules: RulesConfig) -> np.ndarray:
     """Return the vertical band of each person box where a vest should be, in pixels."""
     h = persons[:, 3] - persons[:, 1]
     top, bottom = rules.torso_region
-    return np.column_stack([persons[:, 0], persons[:, 1] + top * h, persons[:, 2], persons[:, 1] + bottom * h])
+    return np.column_stack(
+        [persons[:, 0], persons[:, 1] + top * h, persons[:, 2], persons[:, 1] + bottom * h]
+    )
 
 
 def containment(regions: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -90,7 +97,10 @@ def _assign_pair(
 
 
 def assign_ppe(
-    persons_xyxy: np.ndarray, detections: Detections, rules: RulesConfig, person_confidence: np.ndarray | None = None
+    persons_xyxy: np.ndarray,
+    detections: Detections,
+    rules: RulesConfig,
+    person_confidence: np.ndarray | None = None,
 ) -> list[PPEStatus]:
     """Decide per person whether helmet and vest are missing, giving each PPE box to at most one person."""
     persons = np.asarray(persons_xyxy, np.float32).reshape(-1, 4)
@@ -101,7 +111,9 @@ def assign_ppe(
     statuses = []
     for i, person in enumerate(persons):
         judged = float(person[3] - person[1]) >= rules.min_person_px
-        head_box, helmet_missing, helmet_conf = _decide(heads[i], detections, HELMET, float(person_confidence[i]))
+        head_box, helmet_missing, helmet_conf = _decide(
+            heads[i], detections, HELMET, float(person_confidence[i])
+        )
         torso_box, vest_missing, vest_conf = _decide(torsos[i], detections, VEST, float(person_confidence[i]))
         statuses.append(
             PPEStatus(judged, helmet_missing, vest_missing, helmet_conf, vest_conf, head_box, torso_box)

@@ -62,7 +62,13 @@ def test_updates_while_ongoing_share_the_event_id():
 
 def test_cooldown_keeps_the_same_person_quiet():
     life = make(debounce_s=0, end_after_s=0.5, cooldown_s=10)
-    frames = [(0.0, [violation(1)]), (1.0, []), (2.0, [violation(1)]), (3.0, [violation(1)]), (15.0, [violation(1)])]
+    frames = [
+        (0.0, [violation(1)]),
+        (1.0, []),
+        (2.0, [violation(1)]),
+        (3.0, [violation(1)]),
+        (15.0, [violation(1)]),
+    ]
     events = run(life, frames)
     assert [e.phase for e in events] == [Phase.START, Phase.END, Phase.START]
     assert life.stats.suppressed_cooldown == 2

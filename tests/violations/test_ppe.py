@@ -21,7 +21,11 @@ def dets(*boxes: tuple[str, float, float, float, float, float]) -> Detections:
 
 def test_worker_with_helmet_and_vest_is_compliant():
     person = np.array([[100, 100, 200, 400]], np.float32)
-    d = dets(("person", 100, 100, 200, 400, 0.9), ("helmet", 125, 95, 175, 140, 0.8), ("vest", 110, 170, 190, 280, 0.7))
+    d = dets(
+        ("person", 100, 100, 200, 400, 0.9),
+        ("helmet", 125, 95, 175, 140, 0.8),
+        ("vest", 110, 170, 190, 280, 0.7),
+    )
     (status,) = assign_ppe(person, d, RULES)
     assert status.judged and not status.helmet_missing and not status.vest_missing
     assert status.helmet_confidence == np.float32(0.8)

@@ -73,7 +73,8 @@ class ClassMapping:
         for source, target in mapping.items():
             if target is not None and target not in CLASS_NAMES:
                 raise ValueError(
-                    f"{where}: class {source!r} maps to {target!r}, which is not one of {', '.join(CLASS_NAMES)}"
+                    f"{where}: class {source!r} maps to {target!r}, "
+                    f"which is not one of {', '.join(CLASS_NAMES)}"
                 )
         self.mapping = dict(mapping)
         self.where = where

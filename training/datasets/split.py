@@ -39,7 +39,9 @@ def remove_leaks(dataset: Dataset) -> Dataset:
         out.images.append(img)
     for group, count in sorted(dropped.items()):
         out.problems.append(
-            Problem(f"group {group}", f"{count} training image(s) also in an evaluation split; dropped from train")
+            Problem(
+                f"group {group}", f"{count} training image(s) also in an evaluation split; dropped from train"
+            )
         )
     return out
 
@@ -57,7 +59,8 @@ def assign_missing_splits(dataset: Dataset, valid: float = 0.1, test: float = 0.
             if known.get(img.group) not in EVAL_SPLITS:
                 known[img.group] = img.split
     pending = Dataset(images=[img for img in dataset.images if img.split is None])
-    hashed = {id(a): b.split for a, b in zip(pending.images, split_by_group(pending, valid, test, seed).images)}
+    resplit = split_by_group(pending, valid, test, seed).images
+    hashed = {id(a): b.split for a, b in zip(pending.images, resplit, strict=True)}
     out = Dataset(problems=list(dataset.problems))
     for img in dataset.images:
         split = img.split or known.get(img.group) or hashed[id(img)]

@@ -54,14 +54,18 @@ def read_labels(label_file: Path, names: list[str], mapping: ClassMapping, datas
             dataset.problems.append(Problem(where, f"not numbers: {line.strip()!r}; row skipped"))
             continue
         if not 0 <= cls_id < len(names):
-            dataset.problems.append(Problem(where, f"class id {cls_id} outside 0..{len(names) - 1}; row skipped"))
+            dataset.problems.append(
+                Problem(where, f"class id {cls_id} outside 0..{len(names) - 1}; row skipped")
+            )
             continue
         if not (0 <= cx <= 1 and 0 <= cy <= 1 and 0 < w <= 1 and 0 < h <= 1):
             dataset.problems.append(Problem(where, "coordinates out of range [0, 1]; row skipped"))
             continue
         known, label = mapping.map(names[cls_id])
         if not known:
-            dataset.problems.append(Problem(where, f"class {names[cls_id]!r} is not in the mapping; row skipped"))
+            dataset.problems.append(
+                Problem(where, f"class {names[cls_id]!r} is not in the mapping; row skipped")
+            )
             continue
         if label is not None:
             boxes.append(Box(label, cx, cy, w, h))
@@ -97,6 +101,25 @@ def read_yolo(data_yaml: Path, mapping: ClassMapping | None = None) -> Dataset:
             for label in sorted(labels_dir.glob("*.txt")):
                 if label.stem not in stems:
                     dataset.problems.append(Problem(str(label), "label file has no image beside it; skipped"))
+    return dataset
+
+
+def read_yolo_folder(
+    images_dir: Path, labels_dir: Path, names: list[str], mapping: ClassMapping | None = None
+) -> Dataset:
+    """Import a flat images/ + labels/ pair with the class names given (Label Studio's YOLO export)."""
+    mapping = mapping or ClassMapping.identity()
+    dataset = Dataset()
+    stems = set()
+    for image in sorted(Path(images_dir).iterdir()):
+        if image.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        stems.add(image.stem)
+        boxes = read_labels(Path(labels_dir) / f"{image.stem}.txt", names, mapping, dataset)
+        dataset.images.append(LabelledImage(image, boxes, source_group(image)))
+    for label in sorted(Path(labels_dir).glob("*.txt")):
+        if label.stem not in stems:
+            dataset.problems.append(Problem(str(label), "label file has no image beside it; skipped"))
     return dataset
 
 

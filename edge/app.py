@@ -1,0 +1,351 @@
+"""Builds every stage from the site config and owns the threads: readers, inference loop, evidence, alerts."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from edge.config.models import CameraConfig, SiteConfig
+from edge.dataflow import Detections, Frame, FrameResult, Phase, Rule, SafetyEvent
+from edge.detections import create_detector
+from edge.detections.base import Detector
+from edge.detections.tiling import detect_tiled
+from edge.events.evidence import EvidenceRecorder
+from edge.events.retention import RetentionSweeper
+from edge.frames.health import CameraStatus
+from edge.frames.reader import CameraReader
+from edge.pipeline import CameraPipeline
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "rules", "evidence")
+
+
+class AlertSink(Protocol):
+    """Where events, statuses and snapshots go (the MQTT publisher implements it)."""
+
+    def start(self) -> None: ...
+    def stop(self, timeout: float = 5.0) -> None: ...
+    def publish_event(self, event: SafetyEvent) -> None: ...
+    def publish_alarm(self, event: SafetyEvent) -> None: ...
+    def publish_camera_status(self, camera_id: str, status: str, detail: str | None) -> None: ...
+    def publish_snapshot(self, camera_id: str, jpeg: bytes) -> None: ...
+
+
+@dataclass
+class CameraRuntime:
+    """One camera's live parts: its reader, its pipeline, and whether it is paused by control."""
+
+    config: CameraConfig
+    reader: CameraReader
+    pipeline: CameraPipeline
+    last_seq: int = -1
+    paused: bool = False
+    recent: list[float] = field(default_factory=list)  # processing times, for fps
+
+    def fps(self, now: float, window_s: float = 10.0) -> float:
+        """Frames processed per second over the last window."""
+        self.recent = [t for t in self.recent if t >= now - window_s]
+        return len(self.recent) / window_s
+
+
+class EdgeApp:
+    """The running edge box: every enabled camera through detection, rules, evidence and alerts."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        *,
+        detector: Detector | None = None,
+        alerts: AlertSink | None = None,
+        registry: CollectorRegistry | None = None,
+        on_result: Callable[[FrameResult], None] | None = None,
+        on_event: Callable[[SafetyEvent], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.tz = ZoneInfo(config.site.timezone)
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.detector = detector or create_detector(config.model)
+        self.alerts = alerts
+        self.on_result = on_result
+        self.on_event = on_event
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.evidence = EvidenceRecorder(
+            config.evidence,
+            zones={c.id: c.zones for c in config.cameras},
+            tz=self.tz,
+            registry=self.registry,
+            on_clip_ready=self._clip_ready,
+        )
+        self.retention = RetentionSweeper(
+            config.evidence.folder,
+            config.evidence.retention_days,
+            config.evidence.min_free_gb,
+            registry=self.registry,
+        )
+        self._stage_seconds = Histogram(
+            "sitesentry_stage_seconds",
+            "Per-frame latency of each pipeline stage.",
+            ["camera", "stage"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self._fps = Gauge(
+            "sitesentry_camera_fps", "Frames analysed per second.", ["camera"], registry=self.registry
+        )
+        self._events = Counter(
+            "sitesentry_events",
+            "Violation events by phase.",
+            ["camera", "rule", "phase"],
+            registry=self.registry,
+        )
+        self._errors = Counter(
+            "sitesentry_pipeline_errors",
+            "Frames whose processing failed.",
+            ["camera", "stage"],
+            registry=self.registry,
+        )
+        self.cameras: dict[str, CameraRuntime] = {}
+        for camera in config.cameras:
+            if not camera.enabled:
+                continue
+            reader = CameraReader(
+                camera.id,
+                camera.source,
+                fps_cap=camera.fps,
+                realtime=camera.realtime,
+                loop=camera.loop,
+                registry=self.registry,
+                on_status=self._camera_status,
+            )
+            pipeline = CameraPipeline(config.site.id, camera, config.rules, self.tz)
+            self.cameras[camera.id] = CameraRuntime(camera, reader, pipeline)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start alerts, evidence, retention, every camera reader and the inference loop."""
+        if self.alerts is not None:
+            self.alerts.start()
+        self.evidence.start()
+        self.retention.start(interval_s=600)
+        for runtime in self.cameras.values():
+            runtime.reader.start()
+        self._thread = threading.Thread(target=self._loop, name="inference", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop cleanly: end open events, flush evidence clips, then close alerts (in that order)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for runtime in self.cameras.values():
+            runtime.reader.stop(timeout=2.0)
+        now = time.time()
+        for runtime in self.cameras.values():
+            for event in runtime.pipeline.lifecycle.close_all(now, self._frame_size(runtime)):
+                self._emit(event, None)
+        self.evidence.stop(timeout)
+        self.retention.stop()
+        if self.alerts is not None:
+            self.alerts.stop(timeout=5.0)
+
+    def wait(self, stop: threading.Event, until: Callable[[], bool] | None = None) -> None:
+        """Block until `stop` is set, every camera has ended, or `until()` says so."""
+        while not stop.is_set() and not self._stop.is_set():
+            if until is not None and until():
+                return
+            if (
+                self.cameras
+                and all(
+                    r.reader.status in (CameraStatus.ENDED, CameraStatus.DISABLED)
+                    for r in self.cameras.values()
+                )
+                and not self._pending_frames()
+            ):
+                return
+            stop.wait(0.2)
+
+    # -- control ---------------------------------------------------------------------------------
+    def set_rule_enabled(self, rule: Rule, enabled: bool, camera_id: str | None = None) -> None:
+        """Switch a rule on or off for one camera or all; open events of a disabled rule end at once."""
+        targets = [self._camera(camera_id)] if camera_id else list(self.cameras.values())
+        with self._lock:
+            for runtime in targets:
+                (
+                    runtime.pipeline.engine.disabled.discard
+                    if enabled
+                    else runtime.pipeline.engine.disabled.add
+                )(rule)
+
+    def set_camera_enabled(self, camera_id: str, enabled: bool) -> None:
+        """Pause or resume analysis of one camera (its stream stays connected)."""
+        runtime = self._camera(camera_id)
+        with self._lock:
+            runtime.paused = not enabled
+            if not enabled:
+                for event in runtime.pipeline.lifecycle.close_all(time.time(), self._frame_size(runtime)):
+                    self._emit(event, None)
+        self._camera_status(
+            camera_id, CameraStatus.DISABLED if not enabled else runtime.reader.status, "by control"
+        )
+
+    def _camera(self, camera_id: str) -> CameraRuntime:
+        if camera_id not in self.cameras:
+            raise KeyError(f"unknown camera {camera_id!r}; known: {', '.join(self.cameras) or 'none'}")
+        return self.cameras[camera_id]
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _pending_frames(self) -> bool:
+        return any(
+            r.reader.latest(after_seq=r.last_seq) is not None for r in self.cameras.values() if not r.paused
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not self.step():
+                    time.sleep(0.005)
+            except Exception:  # one bad frame must not stop every camera
+                log.exception("inference loop error; continuing")
+                time.sleep(0.1)
+
+    def step(self) -> int:
+        """Process the freshest new frame of every camera once; return how many frames were processed."""
+        batch: list[tuple[CameraRuntime, Frame]] = []
+        for runtime in self.cameras.values():
+            frame = runtime.reader.latest(after_seq=runtime.last_seq)
+            if frame is None:
+                continue
+            runtime.last_seq = frame.seq
+            if not runtime.paused:
+                batch.append((runtime, frame))
+        if not batch:
+            return 0
+        plain = [(r, f) for r, f in batch if not r.config.tiling.enabled]
+        tiled = [(r, f) for r, f in batch if r.config.tiling.enabled]
+        max_batch = self.config.model.max_batch if self.detector.info.batch is None else 1
+        for i in range(0, len(plain), max_batch):
+            chunk = plain[i : i + max_batch]
+            for (runtime, frame), (detections, timings) in zip(
+                chunk, self._detect([f for _, f in chunk]), strict=True
+            ):
+                self._process(runtime, frame, detections, timings)
+        for runtime, frame in tiled:
+            t0 = time.perf_counter()
+            detections = detect_tiled(
+                self.detector, frame.image, runtime.config.tiling, self.config.model.iou
+            )
+            self._process(runtime, frame, detections, {"inference": (time.perf_counter() - t0) * 1e3})
+        return len(batch)
+
+    def _detect(self, frames: list[Frame]) -> list[tuple[Detections, dict[str, float]]]:
+        t0 = time.perf_counter()
+        blob, boxes = self.detector.preprocess([f.image for f in frames])
+        t1 = time.perf_counter()
+        output = self.detector.infer(blob)
+        t2 = time.perf_counter()
+        detections = self.detector.postprocess(output, boxes)
+        t3 = time.perf_counter()
+        n = len(frames)  # batched stages are shared; attribute each frame its share
+        timings = {
+            "preprocess": (t1 - t0) * 1e3 / n,
+            "inference": (t2 - t1) * 1e3 / n,
+            "postprocess": (t3 - t2) * 1e3 / n,
+        }
+        return [(d, dict(timings)) for d in detections]
+
+    def _process(
+        self, runtime: CameraRuntime, frame: Frame, detections: Detections, timings: dict[str, float]
+    ) -> None:
+        camera = runtime.config.id
+        try:
+            with self._lock:
+                result = runtime.pipeline.step(frame, detections, timings)
+            t0 = time.perf_counter()
+            self.evidence.observe(result)
+            for event in result.events:
+                self._emit(event, result)
+            result.stage_ms["evidence"] = (time.perf_counter() - t0) * 1e3
+        except Exception:
+            self._errors.labels(camera, "pipeline").inc()
+            log.exception("camera %s: frame %d failed", camera, frame.seq)
+            return
+        now = time.time()
+        runtime.recent.append(now)
+        self._fps.labels(camera).set(runtime.fps(now))
+        for stage, ms in result.stage_ms.items():
+            self._stage_seconds.labels(camera, stage).observe(ms / 1e3)
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def _emit(self, event: SafetyEvent, result: FrameResult | None) -> None:
+        if event.phase is Phase.START and result is not None:
+            event = self.evidence.record(event, result)
+        self._events.labels(event.camera_id, event.rule.value, event.phase.value).inc()
+        log.info(
+            "%s %s camera=%s zone=%s track=%d conf=%.2f",
+            event.phase.value,
+            event.rule.value,
+            event.camera_id,
+            event.zone or "-",
+            event.track_id,
+            event.peak_confidence,
+            extra={"camera": event.camera_id, "event_id": str(event.event_id), "rule": event.rule.value},
+        )
+        if self.alerts is not None:
+            self.alerts.publish_event(event)
+            if event.phase is Phase.START:
+                self.alerts.publish_alarm(event)
+                if result is not None:
+                    self.alerts.publish_snapshot(event.camera_id, self.evidence.snapshot_jpeg(result))
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _clip_ready(self, event: SafetyEvent, clip: Any) -> None:
+        """A clip finished after the start event went out: send an update carrying its checksum."""
+        refs = tuple(r for r in event.evidence if r.kind != "clip") + (clip,)
+        update = SafetyEvent(**{**_fields(event), "phase": Phase.UPDATE, "evidence": refs})
+        if self.alerts is not None:
+            self.alerts.publish_event(update)
+        if self.on_event is not None:
+            self.on_event(update)
+
+    def _camera_status(self, camera_id: str, status: CameraStatus, detail: str | None) -> None:
+        runtime = self.cameras.get(camera_id)
+        if runtime is not None and status is CameraStatus.ONLINE:
+            runtime.pipeline.reset_tracks()  # a reconnected stream may show a different scene
+        if self.alerts is not None:
+            self.alerts.publish_camera_status(camera_id, status.value, detail)
+
+    def _frame_size(self, runtime: CameraRuntime) -> tuple[int, int]:
+        frame = runtime.reader.latest()
+        return frame.size if frame is not None else (1, 1)
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the heartbeat: fps and status per camera, open events, pending clips."""
+        now = time.time()
+        return {
+            "cameras": {
+                cid: {
+                    "status": r.reader.status.value,
+                    "fps": round(r.fps(now), 2),
+                    "paused": r.paused,
+                    "open_events": r.pipeline.lifecycle.active_count,
+                }
+                for cid, r in self.cameras.items()
+            },
+            "pending_clips": self.evidence.pending_clips,
+        }
+
+
+def _fields(event: SafetyEvent) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in SafetyEvent.__slots__}  # type: ignore[attr-defined]

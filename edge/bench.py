@@ -1,0 +1,210 @@
+"""`sitesentry bench`: stage latency, end-to-end fps for 1 and 4 cameras, memory, ultralytics reference."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.config.models import (
+    CameraConfig,
+    EvidenceConfig,
+    MetricsConfig,
+    ModelConfig,
+    RulesConfig,
+    SiteConfig,
+    SiteSection,
+    ZoneConfig,
+)
+from edge.dataflow import Frame, Phase
+from edge.detections.onnxrt import OnnxDetector
+from edge.events.evidence import EvidenceRecorder
+from edge.labels import CLASS_NAMES
+from edge.pipeline import CameraPipeline
+
+BENCH_ZONE = ZoneConfig(id="bench-zone", polygon=[(0.05, 0.5), (0.6, 0.5), (0.6, 0.98), (0.05, 0.98)])
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values or [0.0])
+    return {
+        "p50_ms": round(float(np.percentile(arr, 50)), 3),
+        "p95_ms": round(float(np.percentile(arr, 95)), 3),
+    }
+
+
+def _read_frames(video: Path, count: int) -> tuple[list[np.ndarray], list[float]]:
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise ValueError(f"{video}: not a readable video")
+    frames, decode_ms = [], []
+    while len(frames) < count:
+        t0 = time.perf_counter()
+        ok, image = capture.read()
+        if not ok:
+            if not frames:
+                raise ValueError(f"{video}: no frames could be decoded")
+            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            continue
+        decode_ms.append((time.perf_counter() - t0) * 1e3)
+        frames.append(image)
+    capture.release()
+    return frames, decode_ms
+
+
+def stage_latency(model: Path, video: Path, frames: int) -> dict[str, Any]:
+    """Time every stage of one camera's pipeline over real frames, evidence included."""
+    images, decode_ms = _read_frames(video, frames)
+    detector = OnnxDetector(model, confidence=ModelConfig().confidence, expected_names=CLASS_NAMES)
+    camera = CameraConfig(id="bench", source=str(video), zones=[BENCH_ZONE])
+    rules = RulesConfig(debounce_s=0.4)
+    tz = __import__("zoneinfo").ZoneInfo("Asia/Hong_Kong")
+    pipeline = CameraPipeline("bench", camera, rules, tz)
+    stages: dict[str, list[float]] = {
+        s: [] for s in ("preprocess", "inference", "postprocess", "tracking", "rules", "evidence")
+    }
+    events = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        evidence = EvidenceRecorder(EvidenceConfig(folder=Path(tmp)), zones={"bench": camera.zones}, tz=tz)
+        evidence.start()
+        start = time.time()
+        for i, image in enumerate(images):
+            t0 = time.perf_counter()
+            blob, boxes = detector.preprocess([image])
+            t1 = time.perf_counter()
+            output = detector.infer(blob)
+            t2 = time.perf_counter()
+            (detections,) = detector.postprocess(output, boxes)
+            t3 = time.perf_counter()
+            frame = Frame("bench", i, start + i / 5.0, image)  # as if captured at the default 5 fps
+            result = pipeline.step(frame, detections)
+            t4 = time.perf_counter()
+            evidence.observe(result)
+            for event in result.events:
+                if event.phase is Phase.START:
+                    evidence.record(event, result)
+                    events += 1
+            t5 = time.perf_counter()
+            for name, value in zip(stages, ((t1 - t0), (t2 - t1), (t3 - t2)), strict=False):
+                value and stages[name].append(value * 1e3)
+            stages["tracking"].append(result.stage_ms["tracking"])
+            stages["rules"].append(result.stage_ms["rules"])
+            stages["evidence"].append((t5 - t4) * 1e3)
+        evidence.stop()
+    out = {"decode": _percentiles(decode_ms)} | {name: _percentiles(v) for name, v in stages.items()}
+    inference_p50 = out["inference"]["p50_ms"]
+    overhead = sum(out[s]["p50_ms"] for s in ("preprocess", "postprocess", "tracking", "rules", "evidence"))
+    return {
+        "stages": out,
+        "overhead_share_of_inference_p50": round(overhead / inference_p50, 4) if inference_p50 else None,
+        "events_started": events,
+        "frames": len(images),
+        "model_input": list(detector.info.imgsz),
+    }
+
+
+def end_to_end_fps(model: Path, video: Path, cameras: int, seconds: float) -> dict[str, Any]:
+    """Run the real app (reader threads, batching, rules, evidence) on N copies of the video, unpaced."""
+    from edge.app import EdgeApp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = SiteConfig(
+            site=SiteSection(id="bench", name="bench"),
+            cameras=[
+                CameraConfig(
+                    id=f"cam{i}", source=str(video), fps=60, realtime=False, loop=True, zones=[BENCH_ZONE]
+                )
+                for i in range(cameras)
+            ],
+            model=ModelConfig(path=model, providers=["cpu"]),
+            evidence=EvidenceConfig(folder=Path(tmp) / "evidence"),
+            metrics=MetricsConfig(enabled=False),
+        )
+        processed = {"n": 0}
+        lock = threading.Lock()
+
+        def count(_result: object) -> None:
+            with lock:
+                processed["n"] += 1
+
+        app = EdgeApp(config, on_result=count)
+        app.start()
+        time.sleep(min(3.0, seconds / 3))  # let readers connect and the loop warm up
+        with lock:
+            processed["n"] = 0
+        t0 = time.perf_counter()
+        time.sleep(seconds)
+        with lock:
+            n = processed["n"]
+        elapsed = time.perf_counter() - t0
+        app.stop()
+    return {"cameras": cameras, "frames": n, "seconds": round(elapsed, 2), "fps_total": round(n / elapsed, 2)}
+
+
+def ultralytics_reference(source: Path, video: Path, frames: int, imgsz: int) -> dict[str, Any]:
+    """Time ultralytics' own track() (ByteTrack) on the same frames, with .pt or .onnx weights."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    from ultralytics import YOLO
+
+    images, _ = _read_frames(video, frames)
+    model = YOLO(str(source), task="detect")
+    model.track(images[0], imgsz=imgsz, persist=True, verbose=False, tracker="bytetrack.yaml")  # warm-up
+    t0 = time.perf_counter()
+    for image in images:
+        model.track(image, imgsz=imgsz, persist=True, verbose=False, tracker="bytetrack.yaml", conf=0.3)
+    elapsed = time.perf_counter() - t0
+    return {"weights": source.name, "frames": len(images), "fps": round(len(images) / elapsed, 2)}
+
+
+def run_bench(
+    video: Path,
+    model: Path,
+    frames: int = 150,
+    reference: bool = True,
+    weights: Path | None = None,
+    e2e_seconds: float = 20.0,
+) -> dict[str, Any]:
+    """Run every measurement and return one JSON-ready dict."""
+    if not video.is_file():
+        raise ValueError(f"{video}: video not found")
+    if not model.is_file():
+        raise ValueError(f"{model}: model not found")
+    cv2.setNumThreads(1)
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+        },
+        "model": str(model),
+        "video": video.name,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    results["pipeline"] = stage_latency(model, video, frames)
+    results["end_to_end"] = [end_to_end_fps(model, video, n, e2e_seconds) for n in (1, 4)]
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if reference:
+        try:
+            import ultralytics  # noqa: F401
+        except ImportError:
+            results["ultralytics"] = "skipped: the train extra (ultralytics, torch) is not installed"
+        else:
+            imgsz = results["pipeline"]["model_input"][0]
+            refs = []
+            pt = weights or model.with_suffix(".pt")
+            if pt.is_file():
+                refs.append(ultralytics_reference(pt, video, frames, imgsz))
+            refs.append(ultralytics_reference(model, video, frames, imgsz))
+            results["ultralytics"] = refs
+            ours = results["end_to_end"][0]["fps_total"]
+            results["speedup_vs_ultralytics"] = {r["weights"]: round(ours / r["fps"], 2) for r in refs}
+    return results

@@ -1,0 +1,175 @@
+"""The `sitesentry` command: parses arguments and hands off to the stages; no logic of its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from edge.config import ConfigError, load_config
+from edge.config.models import SiteConfig
+from edge.telemetry import redact, setup_logging
+
+app = typer.Typer(
+    help="SiteSentry: construction-site safety on the edge.", no_args_is_help=True, add_completion=False
+)
+config_app = typer.Typer(
+    help="Check site configuration files and print their JSON Schema.", no_args_is_help=True
+)
+app.add_typer(config_app, name="config")
+console = Console(stderr=True)
+log = logging.getLogger("sitesentry")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = REPO_ROOT / "samples" / "site.yaml"
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one clear error line and return the exit to raise."""
+    console.print(f"[bold red]error:[/] {redact(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def load_or_exit(path: Path) -> SiteConfig:
+    """Load a config or exit non-zero after printing every error with its location."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        console.print(f"[bold red]{exc.source}: invalid configuration[/]", highlight=False)
+        for line in exc.errors:
+            console.print(f"  {redact(line)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="Site YAML file.")]) -> None:
+    """Validate a site config and print every error with its location."""
+    config = load_or_exit(file)
+    cams = ", ".join(c.id for c in config.cameras) or "none"
+    typer.echo(f"{file}: OK (site {config.site.id}, cameras: {cams})")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the site config (for editor completion)."""
+    typer.echo(json.dumps(SiteConfig.model_json_schema(), indent=2))
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("received %s; shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Site YAML file.")],
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+    log_json: Annotated[bool, typer.Option(help="Log JSON lines.")] = False,
+) -> None:
+    """Run every camera until SIGINT/SIGTERM, then shut down cleanly (flushing evidence)."""
+    from edge.runtime import Runtime
+
+    setup_logging(log_level, log_json)
+    site = load_or_exit(config)
+    stop = _stop_on_signals()
+    try:
+        runtime = Runtime.build(site)
+    except (ConfigError, ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    runtime.start()
+    try:
+        runtime.app.wait(stop)
+    finally:
+        runtime.stop()
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Site YAML file.")] = DEMO_CONFIG,
+    seconds: Annotated[float, typer.Option(help="Stop after this many seconds (0: until Ctrl-C).")] = 0,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "WARNING",
+) -> None:
+    """Run the pipeline on the sample video with an embedded broker and show violations live."""
+    from edge.demo import run_demo
+
+    setup_logging(log_level)
+    site = load_or_exit(config)
+    stop = _stop_on_signals()
+    try:
+        run_demo(site, stop, seconds=seconds)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def detect(
+    source: Annotated[Path, typer.Argument(help="An image or a video file.")],
+    out: Annotated[Path | None, typer.Option(help="Output file (default: <name>.annotated.<ext>).")] = None,
+    model: Annotated[Path, typer.Option(help="Detector ONNX model.")] = REPO_ROOT
+    / "models/ppe-yolo/model.onnx",
+    confidence: Annotated[float, typer.Option(help="Minimum confidence.")] = 0.3,
+) -> None:
+    """Write an annotated copy of an image or video, for a quick look at what the model sees."""
+    from edge.detect import annotate_file
+    from edge.detections.base import ModelError
+    from edge.detections.onnxrt import OnnxDetector
+
+    try:
+        detector = OnnxDetector(model, default_confidence=confidence)
+        written, counts = annotate_file(detector, source, out)
+    except (ModelError, ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    summary = ", ".join(f"{n} {name}" for name, n in counts.items()) or "nothing"
+    typer.echo(f"{written}: {summary}")
+
+
+@app.command()
+def bench(
+    json_file: Annotated[Path | None, typer.Option("--json", help="Also write the results here.")] = None,
+    video: Annotated[Path, typer.Option(help="Video to run on.")] = REPO_ROOT / "samples/vtest.mp4",
+    model: Annotated[Path, typer.Option(help="Detector ONNX model.")] = REPO_ROOT
+    / "models/ppe-yolo/model.onnx",
+    frames: Annotated[int, typer.Option(help="Frames per measurement.")] = 150,
+    reference: Annotated[
+        bool, typer.Option(help="Also time ultralytics track() (needs the train extra).")
+    ] = True,
+    weights: Annotated[
+        Path | None, typer.Option(help="PyTorch weights for the ultralytics reference.")
+    ] = None,
+) -> None:
+    """Measure per-stage latency, end-to-end fps for 1 and 4 cameras, memory, and ultralytics as reference."""
+    from edge.bench import run_bench
+
+    setup_logging("WARNING")
+    try:
+        results = run_bench(video=video, model=model, frames=frames, reference=reference, weights=weights)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    text = json.dumps(results, indent=2)
+    typer.echo(text)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(text + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    """Entry point for `python -m edge`."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""`sitesentry detect`: run the detector over one image or video and write an annotated copy."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import cv2
+
+from edge.annotate import draw_detections
+from edge.detections.base import Detector
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def annotate_file(detector: Detector, source: Path, out: Path | None = None) -> tuple[Path, dict[str, int]]:
+    """Annotate an image or every frame of a video; return the written path and box counts per class."""
+    if not source.is_file():
+        raise ValueError(f"{source}: no such file")
+    counts: Counter[str] = Counter()
+    if source.suffix.lower() in IMAGE_SUFFIXES:
+        image = cv2.imread(str(source))
+        if image is None:
+            raise ValueError(f"{source}: not a readable image")
+        detections = detector.detect(image)
+        counts.update(detections.labels())
+        out = out or source.with_name(f"{source.stem}.annotated{source.suffix}")
+        if not cv2.imwrite(str(out), draw_detections(image, detections)):
+            raise OSError(f"{out}: could not write the annotated image")
+        return out, dict(counts)
+    capture = cv2.VideoCapture(str(source))
+    ok, image = capture.read()
+    if not ok or image is None:
+        capture.release()
+        raise ValueError(f"{source}: not a readable image or video")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
+    out = out or source.with_name(f"{source.stem}.annotated.mp4")
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
+    if not writer.isOpened():
+        capture.release()
+        raise OSError(f"{out}: could not open the video writer")
+    try:
+        while ok and image is not None:
+            detections = detector.detect(image)
+            counts.update(detections.labels())
+            writer.write(draw_detections(image, detections))
+            ok, image = capture.read()
+    finally:
+        writer.release()
+        capture.release()
+    return out, dict(counts)

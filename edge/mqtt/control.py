@@ -1,0 +1,164 @@
+"""Control commands: check the sender, parse, run the app's callback, and build the reply; never raises."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from edge.config.loader import format_location
+from edge.mqtt.payloads import SCHEMA_VERSION, ControlCommand, ControlReply
+
+log = logging.getLogger(__name__)
+
+_WARN_EVERY_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ControlResult:
+    """What the app's control callback answers: ok or not, and a short message for the sender."""
+
+    ok: bool
+    message: str
+
+
+ControlCallback = Callable[[ControlCommand], ControlResult]
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    """A message that arrived on the control topic, with the MQTT 5 properties that matter."""
+
+    payload: bytes
+    sender: str | None  # the `client_id` user property
+    response_topic: str | None
+    correlation_data: bytes | None
+    mqtt5: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ControlOutcome:
+    """The reply to publish and how the request was counted."""
+
+    reply: ControlReply
+    result: str  # ok, error, malformed, unauthorised, unsupported, too_large, failed
+
+
+class ControlHandler:
+    """Accepts commands only from `allowed_clients`; malformed or unauthorised ones are rejected, counted."""
+
+    def __init__(
+        self,
+        *,
+        site: str,
+        edge: str,
+        allowed_clients: Collection[str],
+        callback: ControlCallback,
+        clock: Callable[[], datetime],
+        max_bytes: int = 4096,
+    ) -> None:
+        self._site = site
+        self._edge = edge
+        self._allowed = frozenset(allowed_clients)
+        self._callback = callback
+        self._clock = clock
+        self._max_bytes = max_bytes
+        self.counts: Counter[str] = Counter()
+        self._last_warning: dict[str, float] = {}
+
+    def handle(self, request: ControlRequest) -> ControlOutcome:
+        """Check, parse and run one request; any failure becomes an error reply."""
+        request_id = _guess_request_id(request.payload)
+        if len(request.payload) > self._max_bytes:
+            return self._reject(request_id, "too_large", f"command is larger than {self._max_bytes} bytes")
+        if not request.mqtt5:
+            return self._reject(
+                request_id,
+                "unsupported",
+                "control commands need MQTT 5 (the sender's client_id user property)",
+            )
+        if request.sender is None or request.sender not in self._allowed:
+            who = (
+                "a client without a client_id user property"
+                if request.sender is None
+                else repr(request.sender)
+            )
+            return self._reject(request_id, "unauthorised", f"{who} may not send control commands")
+        try:
+            data = json.loads(request.payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return self._reject(request_id, "malformed", f"not JSON: {exc}")
+        try:
+            command = ControlCommand.model_validate(data)
+        except ValidationError as exc:
+            return self._reject(request_id, "malformed", f"invalid command: {_first_error(exc)}")
+        try:
+            result = self._callback(command)
+        except Exception as exc:
+            log.exception("control command %s from %s failed", command.request_id, request.sender)
+            return self._reject(command.request_id, "failed", f"command failed: {exc}")
+        outcome = "ok" if result.ok else "error"
+        self.counts[outcome] += 1
+        log.info(
+            "control command %s from %s: %s %s -> %s (%s)",
+            command.request_id,
+            request.sender,
+            command.action,
+            _target(command),
+            outcome,
+            result.message,
+        )
+        return ControlOutcome(self._reply(command.request_id, result.ok, result.message), outcome)
+
+    def _reject(self, request_id: str | None, reason: str, message: str) -> ControlOutcome:
+        self.counts[reason] += 1
+        now = time.monotonic()
+        # Rejections can be provoked from outside: warn per reason at most every few seconds.
+        if now - self._last_warning.get(reason, -_WARN_EVERY_S) >= _WARN_EVERY_S:
+            self._last_warning[reason] = now
+            log.warning(
+                "control command rejected (%s): %s; %d rejected so far", reason, message, self.counts[reason]
+            )
+        return ControlOutcome(self._reply(request_id, False, message), reason)
+
+    def _reply(self, request_id: str | None, ok: bool, message: str) -> ControlReply:
+        return ControlReply(
+            schema_version=SCHEMA_VERSION,
+            request_id=request_id,
+            site=self._site,
+            edge=self._edge,
+            status="ok" if ok else "error",
+            message=message,
+            at=self._clock(),
+        )
+
+
+def _target(command: ControlCommand) -> str:
+    if command.rule is not None and command.camera is not None:
+        return f"rule {command.rule} on camera {command.camera}"
+    return f"rule {command.rule}" if command.rule is not None else f"camera {command.camera}"
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False, include_input=False)[0]
+    return f"{format_location(tuple(err['loc']))}: {str(err['msg']).removeprefix('Value error, ')}"
+
+
+def _guess_request_id(payload: bytes) -> str | None:
+    """The request id of even a rejected command, so the sender can match the error to its request."""
+    if len(payload) > 65536:
+        return None
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    value = data.get("request_id") if isinstance(data, dict) else None
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable():
+        return value
+    return None

@@ -1,0 +1,799 @@
+"""AlertPublisher: events through the durable outbox to the broker; status, snapshots, alarms, control.
+
+Threads: paho's network thread (connect, reconnect with backoff, callbacks), a pump thread that moves outbox
+rows to paho and settles acknowledgements, a control worker, and a heartbeat timer. Callers never wait on the
+network: publish_event returns once the event is committed to the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import Counter as MetricCounter
+from pydantic import ValidationError
+
+from edge import __version__
+from edge.alarms import AlarmHook
+from edge.config.models import MqttConfig, SiteSection
+from edge.dataflow import Phase, SafetyEvent
+from edge.frames.health import CameraStatus
+from edge.mqtt.connection import (
+    UNSUPPORTED_PROTOCOL,
+    ReportingClient,
+    broker_address,
+    describe_exception,
+    describe_refusal,
+    mqtt_properties,
+    new_client,
+    tls_context,
+)
+from edge.mqtt.control import ControlCallback, ControlHandler, ControlRequest
+from edge.mqtt.outbox import Outbox, OutboxError, OutboxMessage
+from edge.mqtt.payloads import (
+    SCHEMA_VERSION,
+    CameraStatusMessage,
+    EdgeStatusMessage,
+    HeartbeatMessage,
+    HeartbeatStats,
+    ModelLike,
+    OutboxFigures,
+    alarm_message,
+    event_message,
+)
+from edge.mqtt.settings import MqttExtras
+from edge.mqtt.topics import Topics
+from edge.telemetry import redact
+
+log = logging.getLogger(__name__)
+
+_WARN_EVERY_S = 10.0
+_OK = (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)  # NO_CONN: paho keeps a QoS 1 message and sends it later
+
+
+class _Metrics:
+    """The publisher's Prometheus metrics; left unregistered when no registry is given."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        r = registry
+        self.connected = Gauge(
+            "sitesentry_mqtt_connected", "1 while the broker connection is up.", registry=r
+        )
+        self.outbox_pending = Gauge(
+            "sitesentry_mqtt_outbox_pending", "Alert messages waiting in the outbox.", registry=r
+        )
+        self.written = MetricCounter(
+            "sitesentry_mqtt_events_written", "Event messages written to the outbox.", ["phase"], registry=r
+        )
+        self.delivered = MetricCounter(
+            "sitesentry_mqtt_messages_delivered", "Outbox messages acknowledged by the broker.", registry=r
+        )
+        self.refused = MetricCounter(
+            "sitesentry_mqtt_messages_refused",
+            "Outbox messages the broker refused in its PUBACK.",
+            registry=r,
+        )
+        self.dropped = MetricCounter(
+            "sitesentry_mqtt_outbox_dropped",
+            "Messages dropped because the outbox was full.",
+            ["kind"],
+            registry=r,
+        )
+        self.unbuffered = MetricCounter(
+            "sitesentry_mqtt_outbox_write_failures",
+            "Events that could not be written to the outbox.",
+            registry=r,
+        )
+        self.reconnects = MetricCounter(
+            "sitesentry_mqtt_reconnects", "Connections to the broker after the first one.", registry=r
+        )
+        self.alarms = MetricCounter(
+            "sitesentry_mqtt_alarms", "Alarm commands by outcome.", ["result"], registry=r
+        )
+        self.snapshots = MetricCounter(
+            "sitesentry_mqtt_snapshots",
+            "Snapshots sent, or replaced by a newer one before sending.",
+            ["result"],
+            registry=r,
+        )
+        self.control = MetricCounter(
+            "sitesentry_mqtt_control_commands", "Control messages by outcome.", ["result"], registry=r
+        )
+
+
+class AlertPublisher:
+    """Publishes one edge box's alerts: at-least-once events through the outbox, retained status, snapshots,
+    alarms, heartbeats, and control commands from authorised clients."""
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        site: SiteSection,
+        model: ModelLike,
+        registry: CollectorRegistry | None = None,
+        on_control: ControlCallback | None = None,
+        clock: Callable[[], datetime] | None = None,
+        *,
+        alarm_hook: AlarmHook | None = None,
+        stats_source: Callable[[], Mapping[str, Any]] | None = None,
+        version: str = __version__,
+    ) -> None:
+        self._config = config
+        self._extras = MqttExtras.of(config)
+        self._edge = site.edge_id
+        self._site = site.id
+        self._model = model
+        self._topics = Topics(config.prefix, site.id)
+        self._host, self._port = broker_address(config)
+        self._client_id = config.client_id or f"sitesentry-{site.id}-{site.edge_id}"
+        zone = ZoneInfo(site.timezone)
+        self._clock = clock or (lambda: datetime.now(zone))
+        self._version = version
+        self._alarm_hook = alarm_hook
+        self._stats_source = stats_source
+        self._metrics = _Metrics(registry)
+        if config.tls is not None:
+            tls_context(config.tls)  # fail here, naming the setting, rather than on every reconnect
+        self._outbox = Outbox(
+            config.outbox, config.outbox_max_messages, fsync=self._extras.outbox_fsync, on_drop=self._on_drop
+        )
+        self._metrics.outbox_pending.set_function(lambda: len(self._outbox))
+        self._control: ControlHandler | None = None
+        if on_control is not None and config.control_clients:
+            self._control = ControlHandler(
+                site=site.id,
+                edge=site.edge_id,
+                allowed_clients=config.control_clients,
+                callback=on_control,
+                clock=self._clock,
+                max_bytes=self._extras.control_max_bytes,
+            )
+        elif on_control is not None:
+            log.info("MQTT control commands are off: mqtt.control_clients is empty")
+        self._control_queue: queue.Queue[ControlRequest | None] = queue.Queue(maxsize=64)
+
+        self._cond = threading.Condition()
+        # Guarded by _cond (paho callbacks take it; nobody calls into paho while holding it).
+        self._protocol = config.protocol
+        self._connected = False
+        self._awaiting_connack = False
+        self._generation = 0
+        self._fallback = False
+        self._resync = False
+        self._pump_stop = False
+        self._acks: deque[tuple[int, ReasonCode | None]] = deque()
+        self._last_id = self._outbox.last_id()
+        self._window = self._extras.inflight_window
+        self._snapshots: dict[str, bytes] = {}
+        self._snapshots_due: set[str] = set()
+        self._snapshots_busy: set[str] = set()
+        self._client = self._new_client()
+        # Owned by the pump thread.
+        self._pump_generation = 0
+        self._in_flight: dict[int, OutboxMessage] = {}
+        self._snapshot_mids: dict[int, str] = {}
+        self._cursor = 0
+        # Retained camera statuses, kept to publish again after each reconnect.
+        self._status_lock = threading.Lock()
+        self._statuses: dict[str, bytes] = {}
+
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._started = False
+        self._stopped = False
+        self._started_at = time.monotonic()
+        self._last_heartbeat = time.monotonic()
+        self._heartbeat_stats = HeartbeatStats()
+        self._count_lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._last_warning: dict[str, float] = {}
+        self._ever_connected = False
+        self.last_error: str | None = None
+
+    # -- public API ------------------------------------------------------------------------------------------
+
+    @property
+    def topics(self) -> Topics:
+        """The topic tree this publisher writes to."""
+        return self._topics
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker has accepted our connection."""
+        return self._connected
+
+    @property
+    def pending(self) -> int:
+        """Messages in the outbox that the broker has not acknowledged yet."""
+        return len(self._outbox)
+
+    def start(self) -> None:
+        """Connect in the background (Last Will set, `online` published on connect); returns at once."""
+        if self._started:
+            return
+        self._started = True
+        self._started_at = self._last_heartbeat = time.monotonic()
+        self._spawn("mqtt-outbox", self._run_pump)
+        if self._control is not None:
+            self._spawn("mqtt-control", self._run_control)
+        self._spawn("mqtt-heartbeat", self._run_heartbeat)
+        self._client.loop_start()
+        log.info(
+            "publishing alerts to MQTT broker %s:%d as %s (MQTT %s, outbox %s with %d waiting)",
+            self._host,
+            self._port,
+            self._client_id,
+            self._protocol,
+            self._outbox.path,
+            len(self._outbox),
+        )
+
+    def publish_event(self, event: SafetyEvent) -> None:
+        """Commit an event message to the outbox; it is published as soon as the broker is reachable."""
+        if self._stopped:
+            raise RuntimeError("AlertPublisher.publish_event called after stop()")
+        message = event_message(
+            event, edge=self._edge, model=self._model, emitted_at=self._clock(), message_id=uuid.uuid4()
+        )
+        topic = self._topics.events(event.camera_id)
+        payload = message.model_dump_json().encode()
+        try:
+            row_id = self._outbox.add(
+                topic,
+                payload,
+                qos=1,
+                kind=f"event:{event.phase}",
+                key=event.camera_id,
+                droppable=event.phase is Phase.UPDATE,
+            )
+        except OutboxError as exc:
+            self._publish_unbuffered(topic, payload, event, exc)
+            return
+        self._metrics.written.labels(str(event.phase)).inc()
+        with self._cond:
+            self._last_id = max(self._last_id, row_id)
+            self._cond.notify_all()
+
+    def publish_camera_status(self, camera_id: str, status: str, detail: str | None = None) -> None:
+        """Publish a camera's stream status, retained; sent again after every reconnect."""
+        message = CameraStatusMessage(
+            schema_version=SCHEMA_VERSION,
+            site=self._site,
+            edge=self._edge,
+            camera=camera_id,
+            state=CameraStatus(status),
+            detail=redact(detail) if detail else None,
+            at=self._clock(),
+        )
+        topic = self._topics.camera_status(camera_id)
+        payload = message.model_dump_json().encode()
+        with self._status_lock:
+            self._statuses[topic] = payload
+            connected, client = self._link()
+            if connected:
+                client.publish(topic, payload, qos=1, retain=True)
+
+    def publish_snapshot(self, camera_id: str, jpeg: bytes) -> None:
+        """Publish a camera's latest annotated JPEG, retained; a newer one replaces one not yet sent."""
+        topic = self._topics.snapshot(camera_id)
+        with self._cond:
+            if topic in self._snapshots_due:
+                self._metrics.snapshots.labels("replaced").inc()
+            self._snapshots[topic] = bytes(jpeg)
+            self._snapshots_due.add(topic)
+            self._cond.notify_all()
+
+    def publish_alarm(self, event: SafetyEvent) -> None:
+        """Sound sirens near the zone or camera: the local hook at once, and an alarm command over MQTT."""
+        if self._alarm_hook is not None:
+            self._alarm_hook.trigger(event)
+        message = alarm_message(event, at=self._clock())
+        topic = (
+            self._topics.alarm_zone(event.zone) if event.zone else self._topics.alarm_camera(event.camera_id)
+        )
+        connected, client = self._link()
+        if not connected:
+            # A siren that sounds minutes late warns nobody; the local hook has already fired.
+            self._metrics.alarms.labels("dropped_offline").inc()
+            self._count("alarms_dropped_offline")
+            self._warn("alarm", f"alarm for event {event.event_id} not sent: the MQTT broker is unreachable")
+            return
+        properties = None
+        if self._protocol == "5":
+            properties = mqtt_properties(PacketTypes.PUBLISH)
+            properties.MessageExpiryInterval = self._extras.alarm_ttl_s
+        client.publish(topic, message.model_dump_json().encode(), qos=1, retain=False, properties=properties)
+        self._metrics.alarms.labels("sent").inc()
+        self._count("alarms_sent")
+
+    def heartbeat(self, stats: Mapping[str, Any] | HeartbeatStats | None = None) -> None:
+        """Publish a heartbeat now with these camera and queue figures (see HeartbeatStats) plus our own."""
+        if stats is not None:
+            try:
+                self._heartbeat_stats = (
+                    stats if isinstance(stats, HeartbeatStats) else HeartbeatStats.model_validate(stats)
+                )
+            except ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                where = ".".join(str(part) for part in err["loc"])
+                self._warn("heartbeat", f"heartbeat figures ignored: {where}: {err['msg']}")
+        self._last_heartbeat = time.monotonic()
+        message = HeartbeatMessage(
+            schema_version=SCHEMA_VERSION,
+            site=self._site,
+            edge=self._edge,
+            at=self._clock(),
+            uptime_s=round(time.monotonic() - self._started_at, 3),
+            cameras=self._heartbeat_stats.cameras,
+            queues=self._heartbeat_stats.queues,
+            outbox=OutboxFigures(
+                pending=len(self._outbox),
+                delivered_total=self._outbox.delivered_total,
+                dropped_total=self._outbox.dropped_total,
+            ),
+            reconnects=self._counts["reconnects"],
+        )
+        connected, client = self._link()
+        if connected:
+            client.publish(self._topics.heartbeat(self._edge), message.model_dump_json().encode(), qos=0)
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until the broker accepts us; False on timeout (see `last_error` for why)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._connected, timeout)
+
+    def wait_delivered(self, timeout: float) -> bool:
+        """Wait until the broker has acknowledged everything in the outbox; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._outbox) == 0, timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the dashboard, tests and benchmarks."""
+        with self._count_lock:
+            counts = dict(self._counts)
+        control = dict(self._control.counts) if self._control is not None else {}
+        return {
+            "connected": self._connected,
+            "protocol": self._protocol,
+            "last_error": self.last_error,
+            "outbox_pending": len(self._outbox),
+            "delivered_total": self._outbox.delivered_total,
+            "dropped_total": self._outbox.dropped_total,
+            "control": control,
+            **counts,
+        }
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Flush what the broker takes within `timeout`, publish `offline`, disconnect, close the outbox."""
+        if self._stopped:
+            return
+        self._stopped = True
+        deadline = time.monotonic() + timeout
+        self._stopping.set()
+        if self._started:
+            with self._cond:
+                # Leave time for the offline message and the disconnect after draining.
+                self._cond.wait_for(
+                    lambda: not self._connected or len(self._outbox) == 0, max(0.0, timeout * 0.6)
+                )
+            connected, client = self._link()
+            if connected:
+                info = client.publish(
+                    self._topics.edge_status(self._edge),
+                    self._edge_status("offline", "stopped"),
+                    qos=1,
+                    retain=True,
+                )
+                try:
+                    info.wait_for_publish(max(0.1, deadline - time.monotonic() - 0.5))
+                except (RuntimeError, ValueError):
+                    log.warning(
+                        "could not publish `offline` before stopping; the broker will send the Last Will"
+                    )
+            client.disconnect()
+            client.loop_stop()
+            with self._cond:
+                self._pump_stop = True
+                self._cond.notify_all()
+            if self._control is not None:
+                try:
+                    self._control_queue.put(None, timeout=1.0)
+                except queue.Full:
+                    pass
+            for thread in self._threads:
+                thread.join(max(0.1, deadline - time.monotonic()))
+        left = len(self._outbox)
+        self._outbox.close()
+        log.info("MQTT publisher stopped; %d message(s) stay in the outbox for the next start", left)
+
+    # -- paho client and its callbacks (network thread) ------------------------------------------------------
+
+    def _new_client(self) -> ReportingClient:
+        client = new_client(
+            self._config,
+            self._client_id,
+            protocol=self._protocol,
+            persistent=True,
+            session_expiry_s=self._extras.session_expiry_s,
+            will=(
+                self._topics.edge_status(self._edge),
+                self._edge_status("offline", "connection lost", will=True),
+            ),
+            # Room for status, alarm and reply messages beside the outbox window; brokers often allow 20.
+            max_inflight=self._extras.inflight_window + 4,
+        )
+        client.connect_error_callback = self._on_connect_error
+        client.connect_opened_callback = self._on_connect_opened
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        # paho types the delays as int; fractions work and keep reconnects after short outages quick.
+        client.reconnect_delay_set(self._extras.reconnect_min_s, self._extras.reconnect_max_s)  # type: ignore[arg-type]
+        return client
+
+    def _edge_status(self, state: str, reason: str | None, *, will: bool = False) -> bytes:
+        message = EdgeStatusMessage.model_validate(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "site": self._site,
+                "edge": self._edge,
+                "state": state,
+                # The Last Will is written at connect time, so it cannot know when the edge will die.
+                "at": None if will else self._clock(),
+                "reason": reason,
+                "version": self._version,
+            }
+        )
+        return message.model_dump_json().encode()
+
+    def _link(self) -> tuple[bool, ReportingClient]:
+        with self._cond:
+            return self._connected, self._client
+
+    def _on_connect_opened(self) -> None:
+        with self._cond:
+            self._awaiting_connack = True
+
+    def _on_connect_error(self, exc: BaseException) -> None:
+        self._note_error(describe_exception(self._host, self._port, exc, tls=self._config.tls is not None))
+        with self._cond:
+            self._awaiting_connack = False
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        props: Properties | None,
+    ) -> None:
+        with self._cond:
+            self._awaiting_connack = False
+        if reason.is_failure:
+            if reason.value == UNSUPPORTED_PROTOCOL and self._protocol == "5":
+                log.info(
+                    "MQTT broker %s:%d speaks MQTT 3.1.1 only; falling back to 3.1.1", self._host, self._port
+                )
+                with self._cond:
+                    self._fallback = True
+                    self._cond.notify_all()
+                client.disconnect()
+                return
+            self._note_error(
+                describe_refusal(
+                    self._host, self._port, reason, sent_credentials=self._config.username is not None
+                )
+            )
+            return
+        receive_maximum = getattr(props, "ReceiveMaximum", None)
+        window = self._extras.inflight_window
+        if receive_maximum:
+            # Leave room under the broker's limit for status, alarm and reply messages.
+            window = max(1, min(window, int(receive_maximum) - 4))
+        if self._ever_connected:
+            self._count("reconnects")
+            self._metrics.reconnects.inc()
+        self._ever_connected = True
+        self.last_error = None
+        log.info(
+            "connected to MQTT broker %s:%d (MQTT %s, %s session)",
+            self._host,
+            self._port,
+            self._protocol,
+            "resumed" if flags.session_present else "new",
+        )
+        if self._control is not None:
+            client.subscribe(self._topics.control(self._edge), qos=1)
+        client.publish(
+            self._topics.edge_status(self._edge), self._edge_status("online", None), qos=1, retain=True
+        )
+        self._metrics.connected.set(1)
+        with self._cond:
+            self._connected = True
+            self._window = window
+            self._resync = True
+            self._cond.notify_all()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
+    ) -> None:
+        with self._cond:
+            was_connected, self._connected = self._connected, False
+            unanswered, self._awaiting_connack = self._awaiting_connack, False
+            self._cond.notify_all()
+        self._metrics.connected.set(0)
+        if self._stopping.is_set() or self._fallback:
+            return
+        if was_connected:
+            log.warning(
+                "lost the connection to MQTT broker %s:%d (%s); alerts wait in the outbox until it is back",
+                self._host,
+                self._port,
+                "connection dropped" if reason.value == 128 else str(reason).lower(),
+            )
+        elif unanswered:
+            self._note_error(
+                f"MQTT broker {self._host}:{self._port} closed the connection without answering "
+                "(a TLS listener? check mqtt.tls)"
+            )
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode | None,
+        props: Properties | None,
+    ) -> None:
+        # Called with paho's message lock held: only record the acknowledgement, the pump settles it.
+        with self._cond:
+            self._acks.append((mid, reason))
+            self._cond.notify_all()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self._control is None or message.topic != self._topics.control(self._edge):
+            return
+        props = message.properties
+        sender = response_topic = correlation = None
+        if props is not None:
+            sender = next((v for k, v in getattr(props, "UserProperty", []) if k == "client_id"), None)
+            response_topic = getattr(props, "ResponseTopic", None)
+            correlation = getattr(props, "CorrelationData", None)
+        request = ControlRequest(
+            payload=bytes(message.payload),
+            sender=sender,
+            response_topic=response_topic,
+            correlation_data=correlation,
+            mqtt5=self._protocol == "5",
+        )
+        try:
+            self._control_queue.put_nowait(request)
+        except queue.Full:
+            self._metrics.control.labels("busy").inc()
+            self._count("control_busy")
+            self._warn("control", "control command dropped: too many commands waiting")
+
+    # -- pump thread -----------------------------------------------------------------------------------------
+
+    def _pump_has_work(self) -> bool:
+        if self._pump_stop or self._acks or self._fallback or self._resync:
+            return True
+        if self._generation != self._pump_generation:
+            return True
+        if not self._connected:
+            return False
+        outbox_ready = self._last_id > self._cursor and len(self._in_flight) < self._window
+        return outbox_ready or bool(self._snapshots_due - self._snapshots_busy)
+
+    def _run_pump(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pump_has_work():
+                    self._cond.wait(1.0)
+                acks = list(self._acks)
+                self._acks.clear()
+                stop, fallback, connected = self._pump_stop, self._fallback, self._connected
+                generation, client = self._generation, self._client
+                resync, self._resync = self._resync, False
+                window, last_id = self._window, self._last_id
+            try:
+                if generation != self._pump_generation:
+                    self._forget_in_flight(generation)
+                self._settle(acks)
+                if stop:
+                    return
+                if fallback:
+                    self._fall_back()
+                    continue
+                if connected:
+                    if resync:
+                        self._resync_retained(client)
+                    self._send_outbox(client, window, last_id)
+                    self._send_snapshots(client)
+            except Exception:
+                # A bug here must not end delivery for good: log it and go round again.
+                log.exception("MQTT publisher: unexpected error in the outbox pump")
+                time.sleep(0.5)
+
+    def _settle(self, acks: list[tuple[int, ReasonCode | None]]) -> None:
+        delivered: list[int] = []
+        for mid, reason in acks:
+            topic = self._snapshot_mids.pop(mid, None)
+            if topic is not None:
+                with self._cond:
+                    self._snapshots_busy.discard(topic)
+                continue
+            row = self._in_flight.pop(mid, None)
+            if row is None:
+                continue
+            if reason is not None and reason.is_failure:
+                self._metrics.refused.inc()
+                self._count("refused")
+                log.error(
+                    "MQTT broker refused %s on %s (%s); removed from the outbox (check the broker's ACL)",
+                    row.kind,
+                    row.topic,
+                    str(reason).lower(),
+                )
+            delivered.append(row.id)
+        if delivered:
+            removed = self._outbox.mark_delivered(delivered)
+            self._metrics.delivered.inc(removed)
+            with self._cond:
+                self._cond.notify_all()
+
+    def _send_outbox(self, client: ReportingClient, window: int, last_id: int) -> None:
+        free = window - len(self._in_flight)
+        if free <= 0 or last_id <= self._cursor:
+            return
+        rows = self._outbox.pending(self._cursor, free)
+        for row in rows:
+            info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+            if info.rc not in _OK:
+                self._warn(
+                    "publish", f"paho did not take outbox message {row.id}: {mqtt.error_string(info.rc)}"
+                )
+                return
+            self._in_flight[info.mid] = row
+            self._cursor = row.id
+        if len(rows) < free:
+            # Everything up to last_id was committed before we read it, so nothing below it is left unseen.
+            self._cursor = max(self._cursor, last_id)
+
+    def _send_snapshots(self, client: ReportingClient) -> None:
+        with self._cond:
+            ready = {topic: self._snapshots[topic] for topic in self._snapshots_due - self._snapshots_busy}
+            self._snapshots_due -= ready.keys()
+            self._snapshots_busy |= ready.keys()
+        for topic, jpeg in ready.items():
+            info = client.publish(topic, jpeg, qos=0, retain=True)
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                self._snapshot_mids[info.mid] = topic
+                self._metrics.snapshots.labels("sent").inc()
+            else:
+                with self._cond:
+                    self._snapshots_busy.discard(topic)
+                    self._snapshots_due.add(topic)
+
+    def _resync_retained(self, client: ReportingClient) -> None:
+        with self._status_lock:
+            for topic, payload in self._statuses.items():
+                client.publish(topic, payload, qos=1, retain=True)
+        self._snapshot_mids.clear()
+        with self._cond:
+            # Snapshots are QoS 0: one queued when the link dropped may never have left.
+            self._snapshots_busy.clear()
+            self._snapshots_due |= self._snapshots.keys()
+
+    def _forget_in_flight(self, generation: int) -> None:
+        # A new paho client holds nothing of the old one's: resend every stored message from the start.
+        self._in_flight.clear()
+        self._snapshot_mids.clear()
+        self._cursor = 0
+        self._pump_generation = generation
+
+    def _fall_back(self) -> None:
+        with self._cond:
+            old = self._client
+        old.loop_stop()
+        with self._cond:
+            self._protocol = "3.1.1"
+            self._client = self._new_client()
+            self._fallback = False
+            self._generation += 1
+            client = self._client
+        client.loop_start()
+
+    def _publish_unbuffered(self, topic: str, payload: bytes, event: SafetyEvent, exc: OutboxError) -> None:
+        self._metrics.unbuffered.inc()
+        self._count("outbox_write_failures")
+        log.error(
+            "%s; event %s is sent without the outbox and is lost if the edge restarts first",
+            exc,
+            event.event_id,
+        )
+        _, client = self._link()
+        client.publish(topic, payload, qos=1)  # paho keeps it until acknowledged, in memory only
+
+    # -- control worker and heartbeat timer ------------------------------------------------------------------
+
+    def _run_control(self) -> None:
+        assert self._control is not None
+        while (request := self._control_queue.get()) is not None:
+            try:
+                outcome = self._control.handle(request)
+                self._metrics.control.labels(outcome.result).inc()
+                self._reply(request, outcome.reply.model_dump_json().encode())
+            except Exception:
+                log.exception("MQTT control: unexpected error while handling a command")
+
+    def _reply(self, request: ControlRequest, payload: bytes) -> None:
+        properties = None
+        if request.mqtt5:
+            properties = mqtt_properties(PacketTypes.PUBLISH)
+            if request.correlation_data is not None:
+                properties.CorrelationData = request.correlation_data
+        _, client = self._link()
+        default = self._topics.control_reply(self._edge)
+        topic = request.response_topic or default
+        try:
+            client.publish(topic, payload, qos=1, properties=properties)
+        except ValueError:
+            self._warn(
+                "reply", f"control reply: response topic {topic!r} is not valid; replying on {default}"
+            )
+            client.publish(default, payload, qos=1, properties=properties)
+
+    def _run_heartbeat(self) -> None:
+        interval = self._config.heartbeat_s
+        while not self._stopping.wait(max(0.05, self._last_heartbeat + interval - time.monotonic())):
+            if time.monotonic() - self._last_heartbeat < interval:
+                continue  # the app published one itself in the meantime
+            stats: Mapping[str, Any] | None = None
+            if self._stats_source is not None:
+                try:
+                    stats = self._stats_source()
+                except Exception:
+                    log.exception("heartbeat: the stats source failed; publishing the edge's own figures")
+            self.heartbeat(stats)
+
+    # -- small helpers ---------------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _on_drop(self, message: OutboxMessage) -> None:
+        self._metrics.dropped.labels(message.kind).inc()
+        self._count("dropped")
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._count_lock:
+            self._counts[name] += n
+
+    def _note_error(self, message: str) -> None:
+        repeated = message == self.last_error
+        self.last_error = message
+        # The same failure on every retry would flood the log: say it once, then at debug level.
+        (log.debug if repeated else log.error)(message)
+
+    def _warn(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning.get(key, -_WARN_EVERY_S) >= _WARN_EVERY_S:
+            self._last_warning[key] = now
+            log.warning(message)

@@ -1,0 +1,217 @@
+"""Annotation and blurring on real site photos: colours, zone overlay, time stamp, face blurring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.annotate import (
+    CLASS_COLOURS,
+    COMPLIANT_COLOUR,
+    VIOLATION_COLOUR,
+    blur_regions,
+    draw,
+    draw_detections,
+    format_timestamp,
+    head_boxes,
+)
+from edge.config.models import ZoneConfig
+from edge.dataflow import Detections, Frame, FrameResult, Rule, Track, Violation
+from edge.labels import CLASS_NAMES
+
+PHOTOS = Path(__file__).resolve().parents[1].parent / "shared/datasets/construction-site-safety/valid"
+# Dataset class index -> canonical name (Hardhat, NO-Hardhat, NO-Safety Vest, Person, Safety Vest).
+DATASET_CLASSES = {0: "helmet", 2: "head", 4: "no_vest", 5: "person", 7: "vest"}
+HK = ZoneInfo("Asia/Hong_Kong")
+
+
+def load_site_photo(min_people: int = 2) -> tuple[np.ndarray, Detections]:
+    """Return the first validation photo (sorted by name) with enough people and a large bare head."""
+    if not (PHOTOS / "images").is_dir():
+        pytest.skip(f"construction-site-safety photos not found at {PHOTOS}")
+    for label_file in sorted((PHOTOS / "labels").glob("*.txt")):
+        image = cv2.imread(str(PHOTOS / "images" / f"{label_file.stem}.jpg"))
+        if image is None:
+            continue
+        height, width = image.shape[:2]
+        boxes, classes = [], []
+        for line in label_file.read_text().splitlines():
+            cls, cx, cy, bw, bh = line.split()
+            if int(cls) not in DATASET_CLASSES:
+                continue
+            cx, cy, bw, bh = float(cx) * width, float(cy) * height, float(bw) * width, float(bh) * height
+            boxes.append((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2))
+            classes.append(CLASS_NAMES.index(DATASET_CLASSES[int(cls)]))
+        if not boxes:
+            continue
+        det = Detections(
+            np.array(boxes, np.float32), np.full(len(boxes), 0.8, np.float32), np.array(classes, np.int32)
+        )
+        heads = det.of("head").xyxy
+        big_head = any(min(x2 - x1, y2 - y1) >= 30 for x1, y1, x2, y2 in heads)
+        if len(det.of("person")) >= min_people and big_head:
+            return image, det
+    pytest.skip("no validation photo with two people and a bare head of 30+ px")
+
+
+def frame_result(
+    image: np.ndarray, det: Detections, violating: tuple[int, ...] = (), captured_at: float = 1_717_200_000.0
+) -> FrameResult:
+    """Track every person box (ids from 1) and give each id in `violating` a no-helmet violation."""
+    tracks = tuple(
+        Track(i + 1, tuple(float(v) for v in box), 0.9) for i, box in enumerate(det.of("person").xyxy)
+    )
+    by_id = {t.track_id: t for t in tracks}
+    violations = tuple(Violation("gate", i, Rule.NO_HELMET, None, 0.8, by_id[i].xyxy) for i in violating)
+    return FrameResult(Frame("gate", 7, captured_at, image), det, tracks, violations, ())
+
+
+def left_edge(canvas: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """Pixels of a box's left edge over its lower 60%, clear of the labels at the top."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    y2 = min(y2, canvas.shape[0] - 1)
+    return canvas[y1 + int(0.4 * (y2 - y1)) : y2, max(0, x1)]
+
+
+def share_of(pixels: np.ndarray, colour: tuple[int, int, int]) -> float:
+    return float(np.mean(np.all(pixels == np.array(colour, np.uint8), axis=-1)))
+
+
+def laplacian_var(image: np.ndarray) -> float:
+    return float(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+
+
+def test_person_box_turns_red_when_that_track_has_a_violation() -> None:
+    image, det = load_site_photo()
+    calm = frame_result(image, det)
+    alarmed = frame_result(image, det, violating=(1,))
+    box = calm.tracks[0].xyxy
+
+    before, after = draw(calm, tz=HK), draw(alarmed, tz=HK)
+
+    assert share_of(left_edge(before, box), COMPLIANT_COLOUR) > 0.5
+    assert share_of(left_edge(before, box), VIOLATION_COLOUR) < 0.05
+    assert share_of(left_edge(after, box), VIOLATION_COLOUR) > 0.5
+    # The other people stay green.
+    assert share_of(left_edge(after, alarmed.tracks[1].xyxy), COMPLIANT_COLOUR) > 0.5
+
+
+def test_draw_leaves_the_frame_untouched_and_returns_same_size() -> None:
+    image, det = load_site_photo()
+    original = image.copy()
+    out = draw(frame_result(image, det, violating=(1,)), tz=HK)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.array_equal(image, original)
+    assert not np.array_equal(out, image)
+
+
+def test_zone_overlay_changes_pixels_inside_the_polygon_only() -> None:
+    image, _ = load_site_photo()
+    result = frame_result(image, Detections.empty())  # nothing drawn on top of the zone
+    triangle = [(0.1, 0.95), (0.5, 0.4), (0.9, 0.95)]
+    zone = ZoneConfig(id="pit", name="Excavation pit", polygon=triangle)
+
+    plain, zoned = draw(result, tz=HK), draw(result, [zone], tz=HK)
+
+    height, width = image.shape[:2]
+    polygon = np.array([[round(x * (width - 1)), round(y * (height - 1))] for x, y in triangle], np.int32)
+    inside = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(inside, [polygon], 255)
+    changed = np.any(plain != zoned, axis=-1)
+    assert not np.any(changed & (cv2.dilate(inside, np.ones((3, 3), np.uint8)) == 0))
+    assert changed[inside > 0].mean() > 0.97
+
+
+def test_entered_zone_is_tinted_red() -> None:
+    image, det = load_site_photo()
+    zone = ZoneConfig(id="pit", polygon=[(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)])
+    quiet = frame_result(image, det)
+    track = quiet.tracks[0]
+    entered = FrameResult(
+        quiet.frame,
+        quiet.detections,
+        quiet.tracks,
+        (Violation("gate", track.track_id, Rule.ZONE_ENTRY, "pit", 0.9, track.xyxy),),
+        (),
+    )
+    lower = slice(image.shape[0] * 3 // 4, None)
+    quiet_red = draw(quiet, [zone])[lower, :, 2].astype(float).mean()
+    entered_red = draw(entered, [zone])[lower, :, 2].astype(float).mean()
+    quiet_green = draw(quiet, [zone])[lower, :, 1].astype(float).mean()
+    entered_green = draw(entered, [zone])[lower, :, 1].astype(float).mean()
+    assert entered_red >= quiet_red and entered_green < quiet_green - 20
+
+
+def test_time_stamp_is_site_time_with_offset_in_the_top_left_corner() -> None:
+    assert format_timestamp(0.0, HK) == "1970-01-01 08:00:00+08:00"
+    assert format_timestamp(1_717_200_000.0, ZoneInfo("UTC")) == "2024-06-01 00:00:00+00:00"
+
+    image, det = load_site_photo()
+    first = draw(frame_result(image, det, captured_at=1_717_200_000.0), tz=HK)
+    later = draw(frame_result(image, det, captured_at=1_717_200_000.0 + 3_723.0), tz=HK)
+    ys, xs = np.nonzero(np.any(first != later, axis=-1))
+    assert ys.size > 0
+    assert ys.max() < image.shape[0] * 0.15 and xs.max() < image.shape[1] * 0.8
+
+
+def test_blur_hides_detail_inside_head_boxes_and_nothing_else() -> None:
+    image, det = load_site_photo()
+    heads = [tuple(b) for b in det.of("head").xyxy.tolist() if min(b[2] - b[0], b[3] - b[1]) >= 30]
+    x1, y1, x2, y2 = (int(round(v)) for v in heads[0])
+    original = image.copy()
+
+    blurred = blur_regions(image, heads[:1])
+
+    assert np.array_equal(image, original)
+    inner = (slice(y1 + 2, y2 - 2), slice(x1 + 2, x2 - 2))
+    assert laplacian_var(blurred[inner]) < 0.1 * laplacian_var(image[inner])
+    outside = np.ones(image.shape[:2], bool)
+    outside[max(0, y1 - 1) : y2 + 1, max(0, x1 - 1) : x2 + 1] = False
+    assert np.array_equal(blurred[outside], image[outside])
+
+
+def test_head_boxes_cover_head_detections_and_top_fifth_of_each_person() -> None:
+    image, det = load_site_photo()
+    result = frame_result(image, det)
+    regions = head_boxes(result)
+
+    def covered(box: tuple[float, float, float, float]) -> bool:
+        return any(r[0] <= box[0] and r[1] <= box[1] and r[2] >= box[2] and r[3] >= box[3] for r in regions)
+
+    for label in ("head", "helmet"):
+        for box in det.of(label).xyxy.tolist():
+            assert covered(tuple(box))
+    for track in result.tracks:
+        x1, y1, x2, y2 = track.xyxy
+        assert covered((x1, y1, x2, y1 + 0.2 * (y2 - y1) - 1e-3))
+
+
+def test_draw_detections_boxes_each_class_in_its_colour() -> None:
+    image, det = load_site_photo()
+    everything = draw_detections(image, det)
+    assert everything.shape == image.shape and not np.array_equal(everything, image)
+    for i, name in enumerate(det.labels()):
+        single = Detections(det.xyxy[i : i + 1], det.confidence[i : i + 1], det.class_id[i : i + 1])
+        x1, y1, x2, y2 = (int(v) for v in det.xyxy[i])
+        drawn = draw_detections(image, single)
+        mid_y = min((y1 + y2) // 2, image.shape[0] - 1)
+        assert tuple(drawn[mid_y, max(0, x1)]) == CLASS_COLOURS[name], name
+
+
+def test_boxes_outside_or_degenerate_are_skipped_without_error() -> None:
+    image, _ = load_site_photo()
+    odd = np.array(
+        [[-50, -50, 20, 20], [600, 600, 900, 900], [10, 10, 10, 10], [30, 40, 20, 30], [np.nan, 0, 5, 5]],
+        np.float32,
+    )
+    det = Detections(odd, np.full(5, 0.5, np.float32), np.array([0, 1, 2, 3, 4], np.int32))
+    result = FrameResult(
+        Frame("gate", 1, 0.0, image), det, (Track(3, (-10.0, -10.0, 5000.0, 5000.0), 0.9),), (), ()
+    )
+    assert draw(result).shape == image.shape
+    assert draw_detections(image, det).shape == image.shape
+    assert blur_regions(image, odd.tolist()).shape == image.shape

@@ -1,0 +1,370 @@
+"""Importers (YOLO, COCO, CVAT, Label Studio) map real labelled photos onto the canonical classes.
+
+Bad rows are reported with their file and line (or JSON place) and skipped; nothing vanishes silently.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import cv2
+import pytest
+from training_samples import MAPPING, source_names
+
+from training.datasets.coco import read_coco
+from training.datasets.cvat import read_cvat
+from training.datasets.labelstudio import image_file_name, read_labelstudio
+from training.datasets.model import ClassMapping
+from training.datasets.sources import locate, read_source, unpack
+from training.datasets.yolo import read_yolo
+
+
+def mapping() -> ClassMapping:
+    return ClassMapping.load(MAPPING)
+
+
+def expected_boxes(label_file: Path) -> list[tuple[str, float, float, float, float]]:
+    """Canonical boxes of a label file, worked out independently of the importer."""
+    names, table = source_names(), mapping()
+    out = []
+    for row in label_file.read_text().splitlines():
+        cls, *coords = row.split()
+        target = table.mapping[names[int(cls)]]
+        if target is not None:
+            out.append((target, *(float(v) for v in coords)))
+    return sorted(out)
+
+
+def as_tuples(boxes) -> list[tuple[str, float, float, float, float]]:
+    return sorted((b.label, b.cx, b.cy, b.w, b.h) for b in boxes)
+
+
+def assert_same_boxes(a, b, tol: float = 1e-4) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(sorted(a), sorted(b), strict=True):
+        assert x[0] == y[0]
+        assert all(abs(p - q) <= tol for p, q in zip(x[1:], y[1:], strict=True)), (x, y)
+
+
+def test_yolo_import_maps_classes_and_keeps_splits(yolo_sample: Path) -> None:
+    dataset = read_yolo(yolo_sample, mapping())
+    assert len(dataset.images) == 8 and not dataset.problems
+    assert sorted({img.split for img in dataset.images}) == ["train", "valid"]
+    for img in dataset.images:
+        label = img.path.parent.parent / "labels" / f"{img.path.stem}.txt"
+        assert_same_boxes(as_tuples(img.boxes), expected_boxes(label))
+    labels = {b.label for img in dataset.images for b in img.boxes}
+    assert labels <= {"person", "helmet", "head", "vest", "no_vest"} and "person" in labels
+
+
+def test_yolo_bad_rows_are_reported_with_file_and_line_and_only_they_are_skipped(yolo_sample: Path) -> None:
+    label = sorted((yolo_sample.parent / "train" / "labels").glob("*.txt"))[0]
+    good_rows = len(label.read_text().splitlines())
+    bad = [
+        "5 0.5 0.5 0.1",
+        "5 x 0.5 0.1 0.1",
+        "5 1.5 0.5 0.1 0.1",
+        "42 0.5 0.5 0.1 0.1",
+        "5 0.1 0.1 0.1 0.1 0.2 0.2",
+    ]
+    label.write_text(label.read_text().rstrip("\n") + "\n" + "\n".join(bad) + "\n")
+    before = expected_boxes_from_rows(label, good_rows)
+    dataset = read_yolo(yolo_sample, mapping())
+    problems = {p.where: p.message for p in dataset.problems}
+    for offset, needle in enumerate(["expected", "not numbers", "out of range", "class id 42", "polygon"]):
+        where = f"{label}:{good_rows + 1 + offset}"
+        assert where in problems and needle in problems[where], (where, problems)
+    img = next(i for i in dataset.images if i.path.stem == label.stem)
+    assert_same_boxes(as_tuples(img.boxes), before)
+
+
+def expected_boxes_from_rows(label: Path, rows: int) -> list:
+    tmp = label.with_suffix(".first")
+    tmp.write_text("\n".join(label.read_text().splitlines()[:rows]) + "\n")
+    try:
+        return expected_boxes(tmp)
+    finally:
+        tmp.unlink()
+
+
+def test_classes_missing_from_the_mapping_are_reported_not_dropped(yolo_sample: Path) -> None:
+    partial = ClassMapping({k: v for k, v in mapping().mapping.items() if k != "Person"})
+    dataset = read_yolo(yolo_sample, partial)
+    unmapped = [p for p in dataset.problems if "'Person' is not in the mapping" in p.message]
+    person_rows = sum(
+        1
+        for label in yolo_sample.parent.glob("*/labels/*.txt")
+        for row in label.read_text().splitlines()
+        if source_names()[int(row.split()[0])] == "Person"
+    )
+    assert person_rows > 0 and len(unmapped) == person_rows
+
+
+def test_a_label_file_without_its_image_is_reported(yolo_sample: Path) -> None:
+    orphan = yolo_sample.parent / "train" / "labels" / "gone.txt"
+    orphan.write_text("5 0.5 0.5 0.2 0.2\n")
+    dataset = read_yolo(yolo_sample, mapping())
+    assert any(p.where == str(orphan) and "no image" in p.message for p in dataset.problems)
+
+
+def test_mapping_onto_an_unknown_canonical_class_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "map.yaml"
+    bad.write_text("Hardhat: hardhat\n")
+    with pytest.raises(ValueError, match="'hardhat', which is not one of person"):
+        ClassMapping.load(bad)
+
+
+def coco_from_yolo(yolo_sample: Path, dest: Path) -> tuple[Path, dict[str, list]]:
+    """Write the sample as COCO (CVAT's layout: annotations/instances_default.json + images/)."""
+    names = source_names()
+    (dest / "images").mkdir(parents=True)
+    (dest / "annotations").mkdir()
+    coco: dict = {"images": [], "annotations": [], "categories": []}
+    coco["categories"] = [{"id": i + 1, "name": n, "supercategory": ""} for i, n in enumerate(names)]
+    expected = {}
+    for image_id, image in enumerate(sorted(yolo_sample.parent.glob("train/images/*.jpg")), 1):
+        shutil.copyfile(image, dest / "images" / image.name)
+        h, w = cv2.imread(str(image)).shape[:2]
+        coco["images"].append({"id": image_id, "file_name": image.name, "width": w, "height": h})
+        label = image.parent.parent / "labels" / f"{image.stem}.txt"
+        for row in label.read_text().splitlines():
+            cls, cx, cy, bw, bh = row.split()
+            x, y = (float(cx) - float(bw) / 2) * w, (float(cy) - float(bh) / 2) * h
+            bbox = [x, y, float(bw) * w, float(bh) * h]
+            ann = {"id": len(coco["annotations"]) + 1, "image_id": image_id, "category_id": int(cls) + 1}
+            coco["annotations"].append(ann | {"bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": 0})
+        expected[image.name] = expected_boxes(label)
+    path = dest / "annotations" / "instances_default.json"
+    path.write_text(json.dumps(coco))
+    return path, expected
+
+
+def test_coco_import_gives_the_same_boxes_as_the_yolo_labels(yolo_sample: Path, tmp_path: Path) -> None:
+    path, expected = coco_from_yolo(yolo_sample, tmp_path / "coco")
+    dataset = read_coco(path, mapping=mapping())
+    assert not dataset.problems
+    assert sorted(img.path.name for img in dataset.images) == sorted(expected)
+    for img in dataset.images:
+        assert_same_boxes(as_tuples(img.boxes), expected[img.path.name])
+
+
+def test_coco_bad_annotations_are_reported_by_place_and_id(yolo_sample: Path, tmp_path: Path) -> None:
+    path, _ = coco_from_yolo(yolo_sample, tmp_path / "coco")
+    coco = json.loads(path.read_text())
+    n = len(coco["annotations"])
+    template = {"image_id": 1, "category_id": 6, "iscrowd": 0}
+    coco["annotations"] += [
+        template | {"id": 9001, "bbox": [1, 2, 3]},
+        template | {"id": 9002, "image_id": 999, "bbox": [1, 2, 3, 4]},
+        template | {"id": 9003, "bbox": [-500, 2, 30, 40]},
+        template | {"id": 9004, "iscrowd": 1, "bbox": [1, 2, 3, 4]},
+        template | {"id": 9005, "category_id": 77, "bbox": [1, 2, 3, 4]},
+    ]
+    coco["images"].append({"id": 50, "file_name": "missing.jpg", "width": 10, "height": 10})
+    path.write_text(json.dumps(coco))
+    dataset = read_coco(path, mapping=mapping())
+    messages = {p.where: p.message for p in dataset.problems}
+    for i, needle in enumerate(["bbox must be", "not in `images`", "out of range", "crowd", "unknown"]):
+        assert needle in messages[f"{path}: annotations[{n + i}] (id {9001 + i})"]
+    assert "not found" in messages[f"{path}: image missing.jpg"]
+    assert len(dataset.images) == len(coco["images"]) - 1
+
+
+CVAT_XML = """<?xml version="1.0" encoding="utf-8"?>
+<annotations>
+  <version>1.1</version>
+  <meta>
+    <task>
+      <id>7</id>
+      <name>site-a batch 3</name>
+      <size>2</size>
+      <mode>annotation</mode>
+      <labels>
+        <label><name>Person</name><color>#fa3253</color><type>rectangle</type><attributes></attributes></label>
+        <label><name>Hardhat</name><color>#33ddff</color><type>rectangle</type><attributes></attributes></label>
+      </labels>
+    </task>
+    <dumped>2024-05-02 09:12:44.123456+00:00</dumped>
+  </meta>
+  <image id="0" name="{name0}" width="{w0}" height="{h0}">
+    <box label="Person" source="manual" occluded="0" xtl="10.00" ytl="20.00" xbr="110.00" ybr="220.00">
+    </box>
+    <box label="Hardhat" source="manual" occluded="1" xtl="40.5" ytl="20.0" xbr="80.5" ybr="50.0" z_order="0">
+      <attribute name="colour">white</attribute>
+    </box>
+    <polygon label="Person" source="manual" occluded="0" points="1,1;5,5;1,9" z_order="0">
+    </polygon>
+    <box label="Person" source="manual" occluded="0" xtl="90.0" ytl="20.0" xbr="30.0" ybr="50.0" z_order="0">
+    </box>
+    <box label="Crane" source="manual" occluded="0" xtl="1.0" ytl="1.0" xbr="5.0" ybr="5.0" z_order="0">
+    </box>
+    <box label="Person" occluded="0" xtl="100" ytl="100" xbr="140" ybr="120" rotation="90.0" z_order="0">
+    </box>
+  </image>
+  <image id="1" name="{name1}" width="{w1}" height="{h1}" subset="Validation">
+  </image>
+  <image id="2" name="not-uploaded.jpg" width="640" height="640">
+  </image>
+</annotations>
+"""
+
+
+def cvat_export(yolo_sample: Path, dest: Path) -> tuple[Path, list[Path]]:
+    images = sorted(yolo_sample.parent.glob("train/images/*.jpg"))[:2]
+    sizes = [cv2.imread(str(p)).shape[:2] for p in images]
+    (dest / "images").mkdir(parents=True)
+    for p in images:
+        shutil.copyfile(p, dest / "images" / p.name)
+    xml = CVAT_XML.format(
+        name0=images[0].name,
+        w0=sizes[0][1],
+        h0=sizes[0][0],
+        name1=images[1].name,
+        w1=sizes[1][1],
+        h1=sizes[1][0],
+    )
+    (dest / "annotations.xml").write_text(xml)
+    return dest / "annotations.xml", images
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_cvat_import_reads_boxes_and_reports_bad_shapes_by_line(yolo_sample: Path, tmp_path: Path) -> None:
+    xml, images = cvat_export(yolo_sample, tmp_path / "cvat")
+    text = xml.read_text()
+    dataset = read_cvat(xml, mapping=mapping())
+    first = next(img for img in dataset.images if img.path.name == images[0].name)
+    h, w = cv2.imread(str(images[0])).shape[:2]
+    person = next(b for b in first.boxes if b.label == "person")
+    assert person.cx == pytest.approx(60 / w) and person.h == pytest.approx(200 / h)
+    assert [b.label for b in first.boxes].count("helmet") == 1
+    rotated = [b for b in first.boxes if b.label == "person" and b.w * w == pytest.approx(20, abs=0.01)]
+    assert len(rotated) == 1 and rotated[0].h * h == pytest.approx(40, abs=0.01)  # 40x20 turned upright
+    problems = {p.where: p.message for p in dataset.problems}
+    assert "polygon shapes are not imported" in problems[f"{xml}:{line_of(text, '<polygon')}"]
+    reversed_box = line_of(text, 'xbr="30.0"')
+    assert "no area" in problems[f"{xml}:{reversed_box}"]
+    assert "'Crane' is not in the mapping" in problems[f"{xml}:{line_of(text, 'Crane')}"]
+    assert "rotated 90" in problems[f"{xml}:{line_of(text, 'rotation=')}"]
+    assert "not found" in problems[f"{xml}:{line_of(text, 'not-uploaded')}"]
+    second = next(img for img in dataset.images if img.path.name == images[1].name)
+    assert second.boxes == [] and second.split == "valid"
+
+
+def test_cvat_zip_is_found_and_read_through_the_source_reader(yolo_sample: Path, tmp_path: Path) -> None:
+    xml, _ = cvat_export(yolo_sample, tmp_path / "cvat")
+    archive = tmp_path / "task_7-cvat for images 1.1.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in xml.parent.rglob("*"):
+            zf.write(path, path.relative_to(xml.parent))
+    folder = unpack(archive, tmp_path / "unpacked")
+    assert locate(folder) == ("cvat", folder / "annotations.xml")
+    assert len(read_source(folder, mapping=mapping()).images) == 2
+
+
+def test_a_zip_cannot_write_outside_its_folder(tmp_path: Path) -> None:
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../escape.txt", "x")
+    with pytest.raises(ValueError, match="outside"):
+        unpack(archive, tmp_path / "x")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def labelstudio_export(yolo_sample: Path, dest: Path) -> tuple[Path, list[Path]]:
+    images = sorted(yolo_sample.parent.glob("train/images/*.jpg"))[:3]
+    (dest / "images").mkdir(parents=True)
+    for p in images:
+        shutil.copyfile(p, dest / "images" / p.name)
+    w, h = cv2.imread(str(images[0])).shape[1::-1]
+
+    def rect(label: str, x: float, y: float, width: float, height: float, rotation: float = 0) -> dict:
+        value = {
+            "x": x,
+            "y": y,
+            "width": width,
+            "height": height,
+            "rotation": rotation,
+            "rectanglelabels": [label],
+        }
+        return {
+            "original_width": w, "original_height": h, "image_rotation": 0, "value": value, "id": "r1",
+            "from_name": "label", "to_name": "image", "type": "rectanglelabels", "origin": "manual",
+        }  # fmt: skip
+
+    tasks = [
+        {
+            "id": 101,
+            "data": {"image": f"/data/upload/3/1a2b3c4d-{images[0].name}"},
+            "annotations": [
+                {"id": 1, "was_cancelled": False, "ground_truth": False,
+                 "result": [rect("Hardhat", 50, 5, 10, 8)]},
+                {"id": 2, "was_cancelled": False, "ground_truth": False,
+                 "result": [rect("Person", 10, 20, 30, 60), rect("NO-Hardhat", 15, 20, 5, 5),
+                            {"type": "polygonlabels", "value": {"points": [[1, 1], [2, 2], [1, 3]],
+                                                                "polygonlabels": ["Person"]}},
+                            rect("Person", 90, 20, 30, 60)]},
+            ],
+            "predictions": [],
+        },
+        {"id": 102, "data": {"image": f"/data/local-files/?d=site-a%2F{images[1].name}"},
+         "annotations": [{"id": 3, "was_cancelled": True, "result": [rect("Person", 1, 1, 5, 5)]}]},
+        {"id": 103, "data": {"image": f"/data/upload/3/0f0f0f0f-{images[2].name}"},
+         "annotations": [{"id": 4, "was_cancelled": False, "result": []}]},
+    ]  # fmt: skip
+    path = dest / "project-3-at-2024-05-02.json"
+    path.write_text(json.dumps(tasks, indent=1))
+    return path, images
+
+
+def test_labelstudio_json_import_uses_percent_boxes_and_the_latest_annotation(
+    yolo_sample: Path, tmp_path: Path
+) -> None:
+    path, images = labelstudio_export(yolo_sample, tmp_path / "ls")
+    dataset = read_labelstudio(path, mapping=mapping())
+    by_name = {img.path.name: img for img in dataset.images}
+    assert set(by_name) == {images[0].name, images[2].name}  # the cancelled-only task is not a negative
+    first = by_name[images[0].name]
+    assert_same_boxes(
+        as_tuples(first.boxes), [("head", 0.175, 0.225, 0.05, 0.05), ("person", 0.25, 0.5, 0.3, 0.6)]
+    )
+    assert first.group == images[0].stem.split(".rf.")[0]  # upload prefix stripped, variants grouped
+    assert by_name[images[2].name].boxes == []  # submitted with no boxes: a real negative
+    messages = [str(p) for p in dataset.problems]
+    assert any("task 101" in m and "2 annotations; imported annotation 2" in m for m in messages)
+    assert any("task 101 result 2" in m and "polygonlabels" in m for m in messages)
+    assert any("task 101 result 3" in m and "out of range" in m for m in messages)
+    assert any("task 102" in m and "no completed annotation" in m for m in messages)
+
+
+def test_labelstudio_json_min_and_yolo_exports(yolo_sample: Path, tmp_path: Path) -> None:
+    images = sorted(yolo_sample.parent.glob("train/images/*.jpg"))[:1]
+    (tmp_path / "min" / "images").mkdir(parents=True)
+    shutil.copyfile(images[0], tmp_path / "min" / "images" / images[0].name)
+    box = {"x": 10, "y": 20, "width": 30, "height": 60, "rotation": 0, "rectanglelabels": ["Person"]}
+    minimal = [
+        {"image": f"/data/upload/1/abcdef12-{images[0].name}", "id": 5, "label": [box], "annotator": 1}
+    ]
+    (tmp_path / "min" / "min.json").write_text(json.dumps(minimal))
+    dataset = read_labelstudio(tmp_path / "min" / "min.json", mapping=mapping())
+    assert_same_boxes(as_tuples(dataset.images[0].boxes), [("person", 0.25, 0.5, 0.3, 0.6)])
+
+    ls_yolo = tmp_path / "ls-yolo"
+    shutil.copytree(yolo_sample.parent / "train", ls_yolo)
+    (ls_yolo / "classes.txt").write_text("\n".join(source_names()) + "\n")
+    assert locate(ls_yolo) == ("labelstudio", ls_yolo)
+    dataset = read_source(ls_yolo, mapping=mapping())
+    assert len(dataset.images) == 6 and not dataset.problems
+    for img in dataset.images:
+        assert_same_boxes(as_tuples(img.boxes), expected_boxes(ls_yolo / "labels" / f"{img.path.stem}.txt"))
+
+
+def test_labelstudio_image_references_resolve_to_file_names() -> None:
+    assert image_file_name("/data/upload/3/1a2b3c4d-a%20b.jpg") == "1a2b3c4d-a b.jpg"
+    assert image_file_name("/data/local-files/?d=site%2Fcam1%2Fx.png") == "x.png"
+    assert image_file_name("s3://bucket/site/y.jpg") == "y.jpg"

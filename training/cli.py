@@ -1,0 +1,479 @@
+"""`sitesentry dataset|train|eval|export`: the training commands. Arguments in, work handed off.
+
+Nothing heavy is imported here at module level: each command imports what it uses, so `sitesentry run`
+on an edge box never loads torch or ultralytics.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+stdout = Console()
+
+#: Exceptions that mean "bad input": printed as one line, exit code 2.
+_BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Turn bad-input exceptions into one red line and exit code 2."""
+    try:
+        yield
+    except _BAD_INPUT as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _logging() -> None:
+    from edge.telemetry import setup_logging
+
+    setup_logging("INFO")
+
+
+def _fresh_dir(path: Path) -> Path:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(
+            f"{path}: already exists and is not empty; choose a new folder for this version"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _mapping(path: Path | None):  # -> ClassMapping | None
+    from training.datasets.model import ClassMapping
+
+    return ClassMapping.load(path) if path is not None else None
+
+
+def _print_problems(problems: list, limit: int = 10) -> None:
+    for problem in problems[:limit]:
+        console.print(f"  [yellow]{problem}[/]", highlight=False, soft_wrap=True)
+    if len(problems) > limit:
+        console.print(f"  ... and {len(problems) - limit} more", highlight=False)
+
+
+def _write_problems(folder: Path, problems: list) -> Path:
+    path = folder / "problems.txt"
+    path.write_text("".join(f"{p}\n" for p in problems), encoding="utf-8")
+    return path
+
+
+def _split_counts(dataset) -> str:  # dataset: Dataset
+    from collections import Counter
+
+    counts = Counter(img.split or "unsplit" for img in dataset.images)
+    return ", ".join(f"{split} {n}" for split, n in sorted(counts.items()))
+
+
+# ---------------------------------------------------------------- dataset
+
+
+def dataset_import(
+    sources: Annotated[
+        list[Path], typer.Argument(help="Exports to import: data.yaml, .json, .xml, a folder or zip.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the canonical YOLO dataset.")],
+    fmt: Annotated[str, typer.Option("--format", help="auto, yolo, coco, cvat or labelstudio.")] = "auto",
+    mapping: Annotated[
+        Path | None, typer.Option(help="Class-mapping YAML (source class: canonical).")
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="Image folder, when the export holds labels only.")
+    ] = None,
+    merge: Annotated[
+        Path | None, typer.Option(help="An existing canonical data.yaml to merge the new labels into.")
+    ] = None,
+    valid: Annotated[
+        float, typer.Option(help="Share of source groups for validation (unsplit images).")
+    ] = 0.1,
+    test: Annotated[float, typer.Option(help="Share of source groups for test (unsplit images).")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the group split.")] = 0,
+    resplit: Annotated[
+        bool, typer.Option(help="Ignore the sources' own splits and split everything.")
+    ] = False,
+    copy: Annotated[bool, typer.Option(help="Copy images instead of symlinking them.")] = False,
+) -> None:
+    """Import exports onto the canonical classes, split without leakage, and write a YOLO dataset."""
+    _logging()
+    with _one_line_errors():
+        from training.datasets.model import Dataset
+        from training.datasets.sources import read_source, unpack
+        from training.datasets.split import assign_missing_splits, remove_leaks, split_by_group
+        from training.datasets.yolo import read_yolo, write_yolo
+
+        out = _fresh_dir(out)
+        class_mapping = _mapping(mapping)
+        merged = Dataset()
+        if merge is not None:
+            merged = read_yolo(merge)
+        for source in sources:
+            if source.suffix.lower() == ".zip":
+                source = unpack(source, out / "sources" / source.stem)
+            part = read_source(source, fmt, class_mapping, images)
+            merged.images.extend(part.images)
+            merged.problems.extend(part.problems)
+        if not merged.images:
+            raise ValueError("no images were imported; see the problems above")
+        split = (
+            split_by_group(merged, valid, test, seed)
+            if resplit
+            else assign_missing_splits(merged, valid, test, seed)
+        )
+        final = remove_leaks(split)
+        data_yaml = write_yolo(final, out, link_images=not copy)
+        problems_file = _write_problems(out, final.problems)
+    _print_problems(final.problems)
+    boxes = sum(len(img.boxes) for img in final.images)
+    stdout.print(
+        f"imported {len(final.images)} images ({_split_counts(final)}) with {boxes} boxes into {data_yaml}; "
+        f"{len(final.problems)} problem(s) listed in {problems_file}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def dataset_validate(
+    data: Annotated[Path, typer.Argument(help="The dataset's data.yaml.")],
+    mapping: Annotated[
+        Path | None, typer.Option(help="Class-mapping YAML, for a non-canonical dataset.")
+    ] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the full report here.")] = None,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when any problem is found.")] = False,
+) -> None:
+    """Report bad rows, unreadable or empty files, duplicate images, class counts and image sizes."""
+    _logging()
+    with _one_line_errors():
+        from training.datasets.validate import validate
+        from training.datasets.yolo import read_yolo
+
+        report = validate(read_yolo(data, _mapping(mapping)))
+    table = Table(title=f"{data}: boxes per class")
+    table.add_column("split")
+    names = list(report.images_per_class)
+    for name in names:
+        table.add_column(name, justify="right")
+    for split, counts in report.boxes_per_class.items():
+        table.add_row(split, *(str(counts[n]) for n in names))
+    table.add_row("images with class", *(str(report.images_per_class[n]) for n in names))
+    stdout.print(table)
+    sizes = ", ".join(f"{size} x{n}" for size, n in list(report.image_sizes.items())[:5])
+    stdout.print(f"image sizes (most common): {sizes or 'none readable'}", highlight=False)
+    _print_problems(report.problems, limit=20)
+    if json_file is not None:
+        json_file.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    per_split = ", ".join(f"{k} {v}" for k, v in report.images_per_split.items())
+    stdout.print(
+        f"{data}: {report.images} images ({per_split}), "
+        f"{report.boxes} boxes, {report.images_without_boxes} without boxes, "
+        f"{len(report.duplicates)} duplicate set(s), {len(report.problems)} problem(s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if strict and report.problems:
+        raise typer.Exit(1)
+
+
+def dataset_split(
+    data: Annotated[Path, typer.Argument(help="The dataset's data.yaml (canonical classes).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the re-split dataset.")],
+    valid: Annotated[float, typer.Option(help="Share of source groups for validation.")] = 0.1,
+    test: Annotated[float, typer.Option(help="Share of source groups for test.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the group split.")] = 0,
+    copy: Annotated[bool, typer.Option(help="Copy images instead of symlinking them.")] = False,
+) -> None:
+    """Re-split a dataset by source group: variants of one photo and frames of one video stay together."""
+    _logging()
+    with _one_line_errors():
+        from training.datasets.split import split_by_group
+        from training.datasets.yolo import read_yolo, write_yolo
+
+        out = _fresh_dir(out)
+        dataset = split_by_group(read_yolo(data), valid, test, seed)
+        data_yaml = write_yolo(dataset, out, link_images=not copy)
+        _write_problems(out, dataset.problems)
+    groups = len({img.group for img in dataset.images})
+    stdout.print(
+        f"split {len(dataset.images)} images from {groups} groups ({_split_counts(dataset)}) into {data_yaml}"
+    )
+
+
+def dataset_extract_frames(
+    video: Annotated[Path, typer.Argument(help="The labelled video file.")],
+    labels: Annotated[
+        Path,
+        typer.Option(
+            help="CVAT-for-video annotations.xml (or its folder), or a folder of per-frame YOLO files."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the frames (YOLO layout).")],
+    fps: Annotated[float, typer.Option(help="Frames kept per second of video.")] = 1.0,
+    mapping: Annotated[
+        Path | None, typer.Option(help="Class-mapping YAML (source class: canonical).")
+    ] = None,
+) -> None:
+    """Extract labelled frames from a video at a chosen rate, named so one video stays in one split."""
+    _logging()
+    with _one_line_errors():
+        from training.datasets.video import cvat_video_labels, extract_frames, yolo_frame_labels
+
+        if not video.is_file():
+            raise FileNotFoundError(f"{video}: no such video file")
+        out = _fresh_dir(out)
+        class_mapping = _mapping(mapping)
+        is_cvat = labels.suffix.lower() == ".xml" or (labels / "annotations.xml").is_file()
+        frame_labels = (cvat_video_labels if is_cvat else yolo_frame_labels)(labels, class_mapping)
+        dataset = extract_frames(video, frame_labels, out, fps)
+        problems_file = _write_problems(out, dataset.problems)
+    _print_problems(dataset.problems)
+    boxes = sum(len(img.boxes) for img in dataset.images)
+    stdout.print(
+        f"extracted {len(dataset.images)} frames with {boxes} boxes into {out / 'data.yaml'}; "
+        f"{len(dataset.problems)} problem(s) listed in {problems_file}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def dataset_export_queue(
+    queue: Annotated[Path, typer.Argument(help="The edge's hard-example queue folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the labelling batch.")],
+    fmt: Annotated[str, typer.Option("--format", help="cvat (images + annotations.xml) or yolo.")] = "cvat",
+    reason: Annotated[
+        list[str] | None, typer.Option(help="Only these reasons: low_confidence, violation, false_alarm.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many frames (false alarms first).")] = None,
+    keep: Annotated[bool, typer.Option(help="Leave exported frames in the queue.")] = False,
+) -> None:
+    """Write a labelling batch from the hard-example queue, pre-filled with the model's predictions."""
+    _logging()
+    with _one_line_errors():
+        from training.datasets.queue import export_queue
+
+        out = _fresh_dir(out)
+        dataset = export_queue(queue, out, fmt, set(reason) if reason else None, limit, move=not keep)
+    stdout.print(
+        f"wrote a {fmt} labelling batch of {len(dataset.images)} frames to {out}"
+        + ("" if keep else f"; exported frames moved to {queue / 'exported' / out.name}"),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+# ---------------------------------------------------------------- train / eval / export
+
+
+def train_command(
+    data: Annotated[Path | None, typer.Option(help="Canonical data.yaml (not needed with --resume).")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML of TrainConfig fields; options given here win.")
+    ] = None,
+    base: Annotated[str | None, typer.Option(help="Start weights: a .pt file or a packaged name.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
+    imgsz: Annotated[int | None, typer.Option(help="Training image size.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    freeze: Annotated[int | None, typer.Option(help="Layers frozen (0: none).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, or a CUDA device index such as 0.")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Folder holding training runs.")] = Path("runs/train"),
+    name: Annotated[str, typer.Option(help="Run name (folder under --out-dir).")] = "ppe",
+    resume: Annotated[bool, typer.Option(help="Continue the run from its last checkpoint.")] = False,
+) -> None:
+    """Train a detector with ultralytics, offline; the full run configuration is saved with the run."""
+    _logging()
+    with _one_line_errors():
+        import yaml
+
+        from training.train import TrainConfig, train
+
+        if resume:
+            run_dir = train(TrainConfig(data=str(data or ""), out_dir=str(out_dir), name=name), resume=True)
+        else:
+            fields = yaml.safe_load(config.read_text(encoding="utf-8")) if config else {}
+            if not isinstance(fields, dict):
+                raise ValueError(f"{config}: expected a mapping of TrainConfig fields")
+            given = {"data": data, "base": base, "epochs": epochs, "imgsz": imgsz, "batch": batch}
+            given |= {"freeze": freeze, "device": device, "out_dir": out_dir, "name": name}
+            fields |= {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None}
+            if "data" not in fields:
+                raise ValueError("--data is required (or `data:` in --config) unless --resume is given")
+            try:
+                train_config = TrainConfig(**fields)
+            except TypeError as exc:
+                raise ValueError(f"{config}: {exc}") from None
+            run_dir = train(train_config)
+    stdout.print(f"training run in {run_dir}: weights in {run_dir / 'weights'}, configuration in run.json")
+
+
+def eval_command(
+    model: Annotated[Path, typer.Option(help="The ONNX model to evaluate.")],
+    data: Annotated[Path, typer.Option(help="The dataset's data.yaml.")],
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the full report here.")] = None,
+    split: Annotated[str, typer.Option(help="val, test or train.")] = "val",
+    config: Annotated[
+        Path | None, typer.Option(help="Site YAML: its model thresholds and rules are used.")
+    ] = None,
+    plots: Annotated[Path | None, typer.Option(help="Folder for PR-curve and confusion-matrix PNGs.")] = None,
+    mapping: Annotated[
+        Path | None, typer.Option(help="Class-mapping YAML, for a non-canonical dataset.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N images.")] = None,
+) -> None:
+    """Evaluate a model through the edge's ONNX detector: per-class AP, mAP, P/R and violation figures."""
+    _logging()
+    with _one_line_errors():
+        from rich.progress import Progress
+
+        from edge.config.models import ModelConfig, RulesConfig
+        from training.evaluate import evaluate
+
+        model_config, rules = ModelConfig(), RulesConfig()
+        if config is not None:
+            from edge.config import load_config
+
+            site = load_config(config)
+            model_config, rules = site.model, site.rules
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("evaluating", total=None)
+            report = evaluate(
+                model, data, split, model_config, rules, _mapping(mapping), plots, limit=limit,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )  # fmt: skip
+    _print_eval(report)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+
+
+def _print_eval(report) -> None:  # report: EvalReport
+    table = Table(title=f"{report.model} on {report.data} ({report.split}, {report.images} images)")
+    for column in ("class", "instances", "AP50", "AP50-95", "P", "R", "threshold"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for c in report.classes:
+        ap50 = "-" if c.ap50 is None else f"{c.ap50:.3f}"
+        ap = "-" if c.ap50_95 is None else f"{c.ap50_95:.3f}"
+        table.add_row(
+            c.name,
+            str(c.instances),
+            ap50,
+            ap,
+            f"{c.precision:.3f}",
+            f"{c.recall:.3f}",
+            f"{report.thresholds[c.name]:g}",
+        )
+    table.add_row(
+        "all",
+        "",
+        f"{report.map50:.3f}",
+        f"{report.map50_95:.3f}",
+        f"{report.precision:.3f}",
+        f"{report.recall:.3f}",
+        "",
+    )
+    stdout.print(table)
+    violations = Table(title="violations per labelled person (same association as the rules)")
+    for column in ("rule", "positives", "TP", "FP", "FN", "precision", "recall"):
+        violations.add_column(column, justify="left" if column == "rule" else "right")
+    for v in report.violations:
+        violations.add_row(
+            v.rule, str(v.positives), str(v.true_positives), str(v.false_positives), str(v.false_negatives),
+            f"{v.precision:.3f}", f"{v.recall:.3f}",
+        )  # fmt: skip
+    stdout.print(violations)
+    for note in report.notes:
+        console.print(f"  [yellow]{note}[/]", highlight=False, soft_wrap=True)
+    stdout.print(
+        f"mAP50 {report.map50:.3f}, mAP50-95 {report.map50_95:.3f}, "
+        f"{report.ms_per_image:.0f} ms/image; persons {report.persons}"
+        + (f"; plots: {', '.join(report.plots)}" if report.plots else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _run_record(weights: Path) -> dict:
+    """The run.json saved by `sitesentry train` beside runs/<name>/weights/, if there is one."""
+    record = weights.resolve().parent.parent / "run.json"
+    return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+
+
+def export_command(
+    weights: Annotated[Path, typer.Option(help="Trained ultralytics weights (.pt).")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Where to write the ONNX model.")],
+    imgsz: Annotated[int | None, typer.Option(help="Input size; default: the training run's.")] = None,
+    dynamic: Annotated[bool, typer.Option(help="Dynamic batch axis (else fixed --batch).")] = False,
+    batch: Annotated[int, typer.Option(help="Fixed batch size, without --dynamic.")] = 1,
+    half: Annotated[bool, typer.Option(help="FP16 weights (inputs and outputs stay FP32).")] = False,
+    name: Annotated[str, typer.Option(help="Model name stored in the metadata.")] = "ppe-yolo",
+    version: Annotated[str, typer.Option(help="Model version stored in the metadata.")] = "0.1.0",
+    data: Annotated[Path | None, typer.Option(help="Training data.yaml, hashed into the metadata.")] = None,
+    metrics: Annotated[Path | None, typer.Option(help="`sitesentry eval --json` report to store.")] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(help="Also write an INT8 calibration image set here.")
+    ] = None,
+    calibration_count: Annotated[int, typer.Option(help="Images in the calibration set.")] = 300,
+    engine: Annotated[bool, typer.Option(help="Also build a TensorRT engine (NVIDIA GPU only).")] = False,
+) -> None:
+    """Export to ONNX with SiteSentry metadata; optionally an INT8 calibration set and a TensorRT engine."""
+    _logging()
+    with _one_line_errors():
+        from training.evaluate import headline
+        from training.export import build_tensorrt, export_onnx, gpu_missing_reason, write_calibration_set
+        from training.train import dataset_hash
+
+        record = _run_record(weights)
+        data = data or (Path(record["config"]["data"]) if record.get("config", {}).get("data") else None)
+        data_hash = (
+            dataset_hash(data) if data is not None and data.is_file() else record.get("data_hash", "unknown")
+        )
+        summary = {}
+        if metrics is not None:
+            summary = headline(json.loads(metrics.read_text(encoding="utf-8")))
+        size = imgsz or int(record.get("config", {}).get("imgsz", 416))
+        metadata = {
+            "model_name": name,
+            "model_version": version,
+            "training_data_hash": data_hash,
+            "metrics": summary,
+        }
+        onnx_path = export_onnx(weights, out_file, size, dynamic, half, metadata, batch=batch)
+        stdout.print(f"exported {onnx_path} (imgsz {size}, {'dynamic' if dynamic else f'batch {batch}'}, "
+                  f"{'fp16' if half else 'fp32'}, data {str(data_hash)[:12]})", highlight=False)  # fmt: skip
+        if calibration is not None:
+            if data is None:
+                raise ValueError("--calibration needs --data (or a run.json naming the training data)")
+            from training.datasets.yolo import read_yolo
+
+            listing = write_calibration_set(read_yolo(data), calibration, calibration_count)
+            stdout.print(f"wrote INT8 calibration images listed in {listing}", highlight=False)
+        if engine:
+            reason = gpu_missing_reason()
+            if reason is not None:
+                stdout.print(reason, highlight=False, soft_wrap=True)
+            else:
+                built = build_tensorrt(weights, onnx_path, out_file.with_suffix(".engine"), size, half=True)
+                stdout.print(
+                    f"TensorRT engine: {built}" if built else "TensorRT engine skipped (see log)",
+                    highlight=False,
+                )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the dataset, train, eval and export commands to the `sitesentry` app."""
+    dataset = typer.Typer(help="Import, validate, split and export labelled data.", no_args_is_help=True)
+    dataset.command("import")(dataset_import)
+    dataset.command("validate")(dataset_validate)
+    dataset.command("split")(dataset_split)
+    dataset.command("extract-frames")(dataset_extract_frames)
+    dataset.command("export-queue")(dataset_export_queue)
+    app.add_typer(dataset, name="dataset")
+    app.command("train")(train_command)
+    app.command("eval")(eval_command)
+    app.command("export")(export_command)

@@ -1,0 +1,334 @@
+"""Evaluate an ONNX model through the edge runtime's own detector, at box and at violation level.
+
+Box level: AP50 and AP50-95 per class and their means from low-threshold detections (confidence 0.001),
+and precision/recall at the site's operating thresholds. Violation level: for every labelled person, is a
+missing helmet / vest flagged, decided by the same `assign_ppe` the rules use, on ground truth and on
+predictions alike. Single frames only: the rules' debounce over time is not part of this figure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.config.models import ModelConfig, RulesConfig
+from edge.dataflow import Detections
+from edge.labels import CLASS_NAMES, PERSON
+from training.datasets.model import ClassMapping, LabelledImage
+from training.datasets.yolo import read_yolo
+from training.metrics import (
+    DetectionAccumulator,
+    box_iou,
+    confusion_matrix,
+    precision_recall_counts,
+    safe_ratio,
+)
+
+log = logging.getLogger(__name__)
+
+#: Confidence floor for the AP pass: AP integrates over every threshold, so boxes must not be cut early.
+AP_CONFIDENCE = 0.001
+#: A predicted person counts as a labelled one when their boxes overlap at least this much.
+PERSON_MATCH_IOU = 0.5
+_SPLITS = {"val": "valid", "valid": "valid", "test": "test", "train": "train"}
+_MISSING = {"helmet": "helmet_missing", "vest": "vest_missing"}
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    """Box-level figures for one class; AP is None for a class with no labelled boxes in the split."""
+
+    name: str
+    instances: int
+    ap50: float | None
+    ap50_95: float | None
+    precision: float  # at the operating threshold, IoU 0.5
+    recall: float
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+
+
+@dataclass(frozen=True)
+class ViolationMetrics:
+    """Per labelled person: was a missing helmet (or vest) flagged? Persons too small to judge left out."""
+
+    rule: str  # "no_helmet" or "no_vest"
+    positives: int  # labelled persons truly missing the item
+    true_positives: int
+    false_positives: int  # flagged although wearing it, or a flagged detection of no labelled person
+    false_negatives: int
+    precision: float
+    recall: float
+
+
+@dataclass
+class EvalReport:
+    """Everything `sitesentry eval` measured, JSON-ready through to_dict()."""
+
+    model: str
+    model_name: str
+    model_version: str
+    data: str
+    split: str
+    images: int
+    imgsz: tuple[int, int]
+    thresholds: dict[str, float]  # operating confidence per class
+    nms_iou: float
+    classes: list[ClassMetrics]
+    map50: float
+    map50_95: float
+    precision: float  # mean over classes with labelled boxes, at the operating thresholds
+    recall: float
+    violations: list[ViolationMetrics]
+    persons: dict[str, int]  # labelled, judged (big enough), detected (matched at IoU 0.5)
+    confusion_matrix: list[list[int]]  # rows predicted, columns true; last row/column is background
+    ms_per_image: float
+    plots: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+    def summary(self) -> dict[str, float | str]:
+        """The headline figures stored in a model's metadata."""
+        return headline(self.to_dict())
+
+
+def headline(report: dict) -> dict[str, float | str]:
+    """Pick the headline figures out of a report dict (as `sitesentry eval --json` writes it)."""
+    try:
+        out: dict[str, float | str] = {"data": Path(report["data"]).name, "split": report["split"]}
+        out.update({"mAP50": round(report["map50"], 4), "mAP50-95": round(report["map50_95"], 4)})
+        out.update({"precision": round(report["precision"], 4), "recall": round(report["recall"], 4)})
+        for v in report["violations"]:
+            out[f"{v['rule']}_precision"] = round(v["precision"], 4)
+            out[f"{v['rule']}_recall"] = round(v["recall"], 4)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(
+            f"not an evaluation report written by `sitesentry eval --json` (missing {exc})"
+        ) from None
+    return out
+
+
+@dataclass
+class _ViolationCounts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    positives: int = 0
+
+
+def ground_truth(img: LabelledImage, width: int, height: int) -> Detections:
+    """Turn an image's labelled boxes into pixel-space Detections with confidence 1."""
+    if not img.boxes:
+        return Detections.empty()
+    rows = [(b.cx - b.w / 2, b.cy - b.h / 2, b.cx + b.w / 2, b.cy + b.h / 2) for b in img.boxes]
+    xyxy = np.asarray(rows, np.float32) * np.array([width, height, width, height], np.float32)
+    cls = np.array([CLASS_NAMES.index(b.label) for b in img.boxes], np.int32)
+    return Detections(xyxy, np.ones(len(cls), np.float32), cls, CLASS_NAMES)
+
+
+def match_persons(gt: np.ndarray, pred: np.ndarray, iou: float = PERSON_MATCH_IOU) -> dict[int, int]:
+    """Pair labelled and predicted persons one-to-one, highest IoU first: {gt index: pred index}."""
+    overlap = box_iou(gt, pred)
+    pairs = np.argwhere(overlap >= iou)
+    pairs = pairs[np.argsort(-overlap[pairs[:, 0], pairs[:, 1]], kind="stable")]
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for g, p in pairs.tolist():
+        if g not in out and p not in used:
+            out[g] = p
+            used.add(p)
+    return out
+
+
+def count_violations(
+    truth: Detections, predicted: Detections, rules: RulesConfig, counts: dict[str, _ViolationCounts]
+) -> dict[str, int]:
+    """Add one image's violation outcomes to counts; return its labelled / judged / detected person counts."""
+    from edge.violations.ppe import assign_ppe  # the rules' own association code
+
+    gt_persons, pred_persons = truth.of(PERSON), predicted.of(PERSON)
+    gt_status = assign_ppe(gt_persons.xyxy, truth, rules)
+    pred_status = assign_ppe(pred_persons.xyxy, predicted, rules, pred_persons.confidence)
+    pairs = match_persons(gt_persons.xyxy, pred_persons.xyxy)
+    matched_pred = set(pairs.values())
+    for item, attr in _MISSING.items():
+        if item not in rules.require:
+            continue
+        c = counts.setdefault(f"no_{item}", _ViolationCounts())
+        for g, status in enumerate(gt_status):
+            if not status.judged:
+                continue  # too small for the rules to judge, so neither flagged nor missed on site
+            p = pairs.get(g)
+            flagged = p is not None and pred_status[p].judged and getattr(pred_status[p], attr)
+            if getattr(status, attr):
+                c.positives += 1
+                c.tp += int(flagged)
+                c.fn += int(not flagged)
+            else:
+                c.fp += int(flagged)
+        for p, status in enumerate(pred_status):
+            if p not in matched_pred and status.judged and getattr(status, attr):
+                c.fp += 1
+    return {
+        "labelled": len(gt_status),
+        "judged": sum(s.judged for s in gt_status),
+        "detected": len(pairs),
+    }
+
+
+def evaluate(
+    model: Path,
+    data: Path,
+    split: str = "val",
+    model_config: ModelConfig | None = None,
+    rules: RulesConfig | None = None,
+    mapping: ClassMapping | None = None,
+    plots_dir: Path | None = None,
+    providers: Sequence[str] = ("cpu",),
+    threads: int = 0,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalReport:
+    """Run the edge detector over a YOLO dataset split and measure it; optionally write PNG plots."""
+    from edge.detections.onnxrt import OnnxDetector
+
+    if split not in _SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {', '.join(_SPLITS)}")
+    model_config = model_config or ModelConfig()
+    rules = rules or RulesConfig()
+    dataset = read_yolo(Path(data), mapping)
+    images = [img for img in dataset.images if img.split == _SPLITS[split]][:limit]
+    if not images:
+        raise ValueError(f"{data}: no images in the {split!r} split")
+    notes = []
+    if dataset.problems:
+        notes.append(
+            f"{len(dataset.problems)} problem(s) reading {data}; `sitesentry dataset validate` lists them"
+        )
+
+    def detector(confidence: dict[str, float], default: float) -> OnnxDetector:
+        return OnnxDetector(
+            model, providers, confidence, default, model_config.iou, threads, expected_names=CLASS_NAMES
+        )
+
+    ap_detector = detector({}, AP_CONFIDENCE)
+    site_detector = detector(model_config.confidence, model_config.default_confidence)
+    thresholds = {n: float(t) for n, t in zip(CLASS_NAMES, site_detector.thresholds, strict=True)}
+
+    nc = len(CLASS_NAMES)
+    accumulator = DetectionAccumulator(nc)
+    counts = np.zeros((nc, 3), int)
+    matrix = np.zeros((nc + 1, nc + 1), int)
+    violations: dict[str, _ViolationCounts] = {}
+    persons = {"labelled": 0, "judged": 0, "detected": 0}
+    inference_s = 0.0
+    for i, img in enumerate(images):
+        image = cv2.imread(str(img.path), cv2.IMREAD_COLOR)
+        if image is None:
+            notes.append(f"{img.path}: not a readable image; skipped")
+            continue
+        truth = ground_truth(img, image.shape[1], image.shape[0])
+        started = time.perf_counter()
+        # One inference, decoded twice: with the AP floor, and with the site's thresholds exactly as on site.
+        blob, boxes = ap_detector.preprocess([image])
+        raw = ap_detector.infer(blob)
+        low = ap_detector.postprocess(raw, boxes)[0]
+        site = site_detector.postprocess(raw, boxes)[0]
+        inference_s += time.perf_counter() - started
+        accumulator.add(low.xyxy, low.confidence, low.class_id, truth.xyxy, truth.class_id)
+        counts += precision_recall_counts(
+            site.xyxy, site.confidence, site.class_id, truth.xyxy, truth.class_id, nc
+        )
+        matrix += confusion_matrix(site.xyxy, site.class_id, truth.xyxy, truth.class_id, nc)
+        for key, value in count_violations(truth, site, rules, violations).items():
+            persons[key] += value
+        if progress is not None:
+            progress(i + 1, len(images))
+
+    ap = accumulator.ap()
+    classes = []
+    for c, name in enumerate(CLASS_NAMES):
+        tp, fp, fn = (int(v) for v in counts[c])
+        has_gt = bool(accumulator.n_gt[c])
+        classes.append(
+            ClassMetrics(
+                name=name,
+                instances=int(accumulator.n_gt[c]),
+                ap50=float(ap[c, 0]) if has_gt else None,
+                ap50_95=float(ap[c].mean()) if has_gt else None,
+                precision=safe_ratio(tp, tp + fp),
+                recall=safe_ratio(tp, tp + fn),
+                true_positives=tp,
+                false_positives=fp,
+                false_negatives=fn,
+            )
+        )
+    scored = [c for c in classes if c.instances]
+    if len(scored) < nc:
+        missing = ", ".join(c.name for c in classes if not c.instances)
+        notes.append(f"no labelled boxes of {missing} in this split: left out of the means")
+    report = EvalReport(
+        model=str(model),
+        model_name=ap_detector.info.name,
+        model_version=ap_detector.info.version,
+        data=str(data),
+        split=split,
+        images=len(images),
+        imgsz=tuple(ap_detector.info.imgsz),  # type: ignore[arg-type]
+        thresholds=thresholds,
+        nms_iou=model_config.iou,
+        classes=classes,
+        map50=float(np.mean([c.ap50 for c in scored])) if scored else 0.0,
+        map50_95=float(np.mean([c.ap50_95 for c in scored])) if scored else 0.0,
+        precision=float(np.mean([c.precision for c in scored])) if scored else 0.0,
+        recall=float(np.mean([c.recall for c in scored])) if scored else 0.0,
+        violations=[
+            ViolationMetrics(
+                rule,
+                v.positives,
+                v.tp,
+                v.fp,
+                v.fn,
+                safe_ratio(v.tp, v.tp + v.fp),
+                safe_ratio(v.tp, v.tp + v.fn),
+            )
+            for rule, v in violations.items()
+        ],
+        persons=persons,
+        confusion_matrix=matrix.tolist(),
+        ms_per_image=1000 * inference_s / max(len(images), 1),
+        notes=notes,
+    )
+    if plots_dir is not None:
+        _plot(report, accumulator, Path(plots_dir))
+    return report
+
+
+def _plot(report: EvalReport, accumulator: DetectionAccumulator, plots_dir: Path) -> None:
+    try:
+        from training.plots import plot_confusion_matrix, plot_pr_curves
+    except ImportError:
+        message = "plots skipped: matplotlib is not installed (pip install -e '.[train]')"
+        log.warning(message)
+        report.notes.append(message)
+        return
+    curves = {CLASS_NAMES[c]: curve for c, curve in accumulator.curves().items()}
+    ap50 = {c.name: c.ap50 for c in report.classes if c.ap50 is not None}
+    report.plots = [
+        str(plot_pr_curves(curves, ap50, plots_dir / "pr_curves.png")),
+        str(
+            plot_confusion_matrix(
+                np.array(report.confusion_matrix), CLASS_NAMES, plots_dir / "confusion_matrix.png"
+            )
+        ),
+    ]

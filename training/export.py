@@ -1,0 +1,242 @@
+"""Export a trained model: ONNX with SiteSentry metadata, INT8 calibration images, a TensorRT engine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import subprocess
+import tempfile
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+
+from edge.labels import CLASS_NAMES, CLASS_SET_VERSION
+from training.datasets.model import Dataset, LabelledImage
+from training.offline import prepare_offline
+
+log = logging.getLogger(__name__)
+
+#: Opset 17 runs on onnxruntime 1.18+ (and 1.31 here) and parses in TensorRT 8.5+ as JetPack 5 ships it.
+ONNX_OPSET = 17
+TRT_NO_GPU = (
+    "TensorRT engine skipped: no NVIDIA GPU on this machine (needs tensorrt + CUDA); "
+    "build it on the Jetson with deploy/jetson/build-engine.sh"
+)
+#: Keys ultralytics writes that the edge runtime reads; ours never overwrite them.
+ULTRALYTICS_KEYS = ("names", "imgsz", "stride", "task", "batch")
+
+
+class ExportError(ValueError):
+    """A model that cannot be exported for SiteSentry; the message says why."""
+
+
+def _model_names(names: Mapping[int, str] | list[str]) -> tuple[str, ...]:
+    if isinstance(names, Mapping):
+        return tuple(str(names[k]) for k in sorted(names))
+    return tuple(str(n) for n in names)
+
+
+def check_class_names(names: Mapping[int, str] | list[str], source: str) -> None:
+    """Raise ExportError unless the model's classes are exactly the canonical ones, in order."""
+    found = _model_names(names)
+    if found != CLASS_NAMES:
+        raise ExportError(
+            f"{source}: model classes {list(found)} differ from SiteSentry's {list(CLASS_NAMES)} "
+            f"(class set {CLASS_SET_VERSION}); train it on a dataset imported with a class mapping"
+        )
+
+
+def read_metadata(onnx_path: Path) -> dict[str, str]:
+    """Return an ONNX file's metadata_props as a dict."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def write_metadata(onnx_path: Path, entries: Mapping[str, object]) -> None:
+    """Add or replace metadata_props in an ONNX file (values that are not strings are stored as JSON)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    current = {p.key: p.value for p in model.metadata_props}
+    for key, value in entries.items():
+        if key in ULTRALYTICS_KEYS and key in current:
+            raise ExportError(f"metadata key {key!r} belongs to ultralytics and is kept as exported")
+        current[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    del model.metadata_props[:]
+    for key, value in current.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(onnx_path))
+
+
+def export_onnx(
+    weights: Path,
+    out: Path,
+    imgsz: int,
+    dynamic: bool = False,
+    half: bool = False,
+    metadata: Mapping[str, object] | None = None,
+    batch: int = 1,
+) -> Path:
+    """Export ultralytics weights to ONNX at `out`, adding SiteSentry metadata to ultralytics' own.
+
+    `metadata` may carry model_name, model_version, training_data_hash and metrics (a dict, stored as
+    JSON); sitesentry_class_set is always set. With `half`, weights are FP16 and inputs/outputs stay FP32.
+    """
+    weights, out = Path(weights), Path(out)
+    if not weights.is_file():
+        raise ExportError(f"{weights}: no such weights file")
+    prepare_offline()
+    from ultralytics import YOLO  # late: heavy, and it must see the offline environment first
+
+    model = YOLO(str(weights))
+    check_class_names(model.names, str(weights))
+    with tempfile.TemporaryDirectory(prefix="sitesentry-export-") as tmp:
+        # ultralytics writes beside its weights; a copy keeps the run folder's files untouched.
+        staged = Path(tmp) / "model.pt"
+        shutil.copyfile(weights, staged)
+        exported = YOLO(str(staged)).export(
+            format="onnx",
+            imgsz=imgsz,
+            dynamic=dynamic,
+            batch=batch,
+            quantize=16 if half else None,
+            simplify=True,
+            opset=ONNX_OPSET,
+            device="cpu",
+        )
+        if not exported or not Path(exported).is_file():
+            raise ExportError(f"{weights}: ultralytics did not produce an ONNX file")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(exported), out)
+    entries: dict[str, object] = {
+        "model_name": weights.stem,
+        "model_version": "0",
+        "training_data_hash": "unknown",
+        "metrics": {},
+    }
+    entries.update(metadata or {})
+    entries["sitesentry_class_set"] = CLASS_SET_VERSION
+    write_metadata(out, entries)
+    check_class_names(_parse_names(read_metadata(out)), str(out))
+    _check_output_shape(out)
+    log.info("exported %s -> %s (imgsz %d, %s batch, %s)", weights, out, imgsz,
+             "dynamic" if dynamic else f"fixed {batch}", "fp16" if half else "fp32")  # fmt: skip
+    return out
+
+
+def _check_output_shape(onnx_path: Path) -> None:
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    dims = [d.dim_value or d.dim_param for d in graph.output[0].type.tensor_type.shape.dim]
+    if len(dims) != 3 or dims[1] != 4 + len(CLASS_NAMES):
+        raise ExportError(
+            f"{onnx_path}: output shape {dims} does not fit {len(CLASS_NAMES)} classes "
+            f"(expected [batch, {4 + len(CLASS_NAMES)}, anchors]); the model head was built for other classes"
+        )
+
+
+def _parse_names(meta: Mapping[str, str]) -> dict[int, str]:
+    import ast
+
+    names = ast.literal_eval(meta.get("names", "{}"))
+    if not isinstance(names, dict):
+        raise ExportError(f"exported `names` metadata is not a mapping: {meta.get('names')!r}")
+    return names
+
+
+def write_calibration_set(dataset: Dataset, out_dir: Path, count: int = 300, seed: int = 0) -> Path:
+    """Copy `count` images spread across source groups into out_dir plus a list file; return the list.
+
+    Training images are preferred (the evaluation splits stay unseen); one image per group is taken
+    before any group gets a second, so a long video does not crowd out the photos.
+    """
+    if count <= 0:
+        raise ValueError(f"calibration image count must be positive, got {count}")
+    pool = [img for img in dataset.images if img.split in (None, "train")] or list(dataset.images)
+    if not pool:
+        raise ValueError("the dataset has no images to calibrate with")
+    groups: dict[str, list[LabelledImage]] = defaultdict(list)
+    for img in pool:
+        groups[img.group].append(img)
+    rng = random.Random(seed)
+    order = sorted(groups)
+    rng.shuffle(order)
+    for name in order:
+        rng.shuffle(groups[name])
+    chosen: list[LabelledImage] = []
+    depth = 0
+    while len(chosen) < count and any(len(groups[g]) > depth for g in order):
+        chosen.extend(groups[g][depth] for g in order if len(groups[g]) > depth)
+        depth += 1
+    chosen = chosen[:count]
+    out_dir = Path(out_dir)
+    images_dir = out_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, img in enumerate(chosen):
+        target = images_dir / f"{i:05d}_{img.path.name}"
+        shutil.copyfile(img.path, target)
+        lines.append(str(target.relative_to(out_dir)))
+    listing = out_dir / "calibration.txt"
+    listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    log.info("wrote %d calibration images from %d groups to %s", len(chosen), len(groups), out_dir)
+    return listing
+
+
+def gpu_missing_reason() -> str | None:
+    """Return why a TensorRT engine cannot be built here, or None when an NVIDIA GPU is usable."""
+    if shutil.which("nvidia-smi") is None:
+        return TRT_NO_GPU
+    try:
+        import torch
+    except ImportError:
+        return "TensorRT engine skipped: torch is not installed (pip install -e '.[train]')"
+    if not torch.cuda.is_available():
+        return TRT_NO_GPU
+    return None
+
+
+def build_tensorrt(
+    weights: Path | None,
+    onnx_path: Path | None,
+    out: Path,
+    imgsz: int,
+    half: bool = True,
+    int8_data: Path | None = None,
+) -> Path | None:
+    """Build a TensorRT engine where a GPU exists; return None (and log why) where it does not.
+
+    With .pt weights the engine comes from ultralytics (INT8 calibrated on `int8_data`, a data.yaml);
+    with only an ONNX file, from trtexec (FP16 or FP32; INT8 needs the ultralytics path).
+    """
+    reason = gpu_missing_reason()
+    if reason is not None:
+        log.warning(reason)
+        return None
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if weights is not None:
+        prepare_offline()
+        from ultralytics import YOLO
+
+        args: dict[str, object] = {"format": "engine", "imgsz": imgsz, "device": 0}
+        args["quantize"] = 8 if int8_data else 16 if half else None
+        if int8_data:
+            args["data"] = str(int8_data)
+        engine = Path(YOLO(str(weights)).export(**args))
+        shutil.move(str(engine), out)
+        return out
+    trtexec = shutil.which("trtexec") or "/usr/src/tensorrt/bin/trtexec"
+    if onnx_path is None or not Path(trtexec).is_file():
+        log.warning("TensorRT engine skipped: trtexec not found and no .pt weights given")
+        return None
+    if int8_data:
+        raise ExportError("INT8 engines need calibration through ultralytics: pass the .pt weights")
+    command = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={out}"] + (["--fp16"] if half else [])
+    subprocess.run(command, check=True, timeout=3600)
+    return out

@@ -6,14 +6,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from uuid import UUID
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from edge.config.models import CameraConfig, SiteConfig
-from edge.dataflow import Detections, Frame, FrameResult, Phase, Rule, SafetyEvent
+from edge.dataflow import Detections, EvidenceRef, Frame, FrameResult, Phase, Rule, SafetyEvent
 from edge.detections import create_detector
 from edge.detections.base import Detector
 from edge.detections.tiling import detect_tiled
@@ -25,7 +27,9 @@ from edge.pipeline import CameraPipeline
 
 log = logging.getLogger(__name__)
 
-STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "rules", "evidence")
+#: Events whose evidence references are remembered for their later phases (oldest forgotten first).
+EVIDENCE_REFS_KEPT = 5000
+
 
 
 class AlertSink(Protocol):
@@ -79,6 +83,8 @@ class EdgeApp:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._evidence_lock = threading.Lock()
+        self._evidence_refs: OrderedDict[UUID, tuple[EvidenceRef, ...]] = OrderedDict()
         self.evidence = EvidenceRecorder(
             config.evidence,
             zones={c.id: c.zones for c in config.cameras},
@@ -287,9 +293,22 @@ class EdgeApp:
         if self.on_result is not None:
             self.on_result(result)
 
+    def _remember_evidence(self, event: SafetyEvent) -> SafetyEvent:
+        """Carry an event's evidence references on its later phases too (they come from the start)."""
+        with self._evidence_lock:
+            if event.evidence:
+                self._evidence_refs[event.event_id] = event.evidence
+                self._evidence_refs.move_to_end(event.event_id)
+                while len(self._evidence_refs) > EVIDENCE_REFS_KEPT:
+                    self._evidence_refs.popitem(last=False)
+                return event
+            refs = self._evidence_refs.get(event.event_id, ())
+        return replace(event, evidence=refs) if refs else event
+
     def _emit(self, event: SafetyEvent, result: FrameResult | None) -> None:
         if event.phase is Phase.START and result is not None:
             event = self.evidence.record(event, result)
+        event = self._remember_evidence(event)
         self._events.labels(event.camera_id, event.rule.value, event.phase.value).inc()
         log.info(
             "%s %s camera=%s zone=%s track=%d conf=%.2f",
@@ -310,10 +329,12 @@ class EdgeApp:
         if self.on_event is not None:
             self.on_event(event)
 
-    def _clip_ready(self, event: SafetyEvent, clip: Any) -> None:
+    def _clip_ready(self, event: SafetyEvent, clip: EvidenceRef) -> None:
         """A clip finished after the start event went out: send an update carrying its checksum."""
-        refs = tuple(r for r in event.evidence if r.kind != "clip") + (clip,)
-        update = SafetyEvent(**{**_fields(event), "phase": Phase.UPDATE, "evidence": refs})
+        with self._evidence_lock:
+            known = self._evidence_refs.get(event.event_id, event.evidence)
+        refs = tuple(r for r in known if r.kind != "clip") + (clip,)
+        update = self._remember_evidence(replace(event, phase=Phase.UPDATE, evidence=refs))
         if self.alerts is not None:
             self.alerts.publish_event(update)
         if self.on_event is not None:
@@ -346,6 +367,3 @@ class EdgeApp:
             "pending_clips": self.evidence.pending_clips,
         }
 
-
-def _fields(event: SafetyEvent) -> dict[str, Any]:
-    return {name: getattr(event, name) for name in SafetyEvent.__slots__}  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from rich.console import Console
 from edge.config import ConfigError, load_config
 from edge.config.models import SiteConfig
 from edge.telemetry import redact, setup_logging
+from training.cli import register as register_training_commands
 
 app = typer.Typer(
     help="SiteSentry: construction-site safety on the edge.", no_args_is_help=True, add_completion=False
@@ -25,6 +26,7 @@ config_app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 console = Console(stderr=True)
+register_training_commands(app)  # dataset, train, eval, export: they import torch/ultralytics only when run
 log = logging.getLogger("sitesentry")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -28,7 +28,7 @@ class CameraPipeline:
         """Advance tracking, rules and event lifecycles by one frame whose detections are known."""
         timings = dict(stage_ms or {})
         t0 = time.perf_counter()
-        tracks = self.tracker.update(detections, timestamp=frame.captured_at)
+        tracks = self.tracker.update(detections)
         t1 = time.perf_counter()
         now = datetime.fromtimestamp(frame.captured_at, self.tz)
         violations = self.engine.evaluate(frame, detections, tracks, now)

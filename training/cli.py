@@ -10,14 +10,18 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=True)
-stdout = Console()
+if TYPE_CHECKING:
+    from training.datasets.model import ClassMapping, Dataset, Problem
+    from training.evaluate import EvalReport
+
+console = Console(stderr=True, soft_wrap=True)
+stdout = Console(soft_wrap=True)
 
 #: Exceptions that mean "bad input": printed as one line, exit code 2.
 _BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError)
@@ -48,26 +52,26 @@ def _fresh_dir(path: Path) -> Path:
     return path
 
 
-def _mapping(path: Path | None):  # -> ClassMapping | None
+def _mapping(path: Path | None) -> ClassMapping | None:
     from training.datasets.model import ClassMapping
 
     return ClassMapping.load(path) if path is not None else None
 
 
-def _print_problems(problems: list, limit: int = 10) -> None:
+def _print_problems(problems: list[Problem], limit: int = 10) -> None:
     for problem in problems[:limit]:
         console.print(f"  [yellow]{problem}[/]", highlight=False, soft_wrap=True)
     if len(problems) > limit:
         console.print(f"  ... and {len(problems) - limit} more", highlight=False)
 
 
-def _write_problems(folder: Path, problems: list) -> Path:
+def _write_problems(folder: Path, problems: list[Problem]) -> Path:
     path = folder / "problems.txt"
     path.write_text("".join(f"{p}\n" for p in problems), encoding="utf-8")
     return path
 
 
-def _split_counts(dataset) -> str:  # dataset: Dataset
+def _split_counts(dataset: Dataset) -> str:
     from collections import Counter
 
     counts = Counter(img.split or "unsplit" for img in dataset.images)
@@ -282,8 +286,8 @@ def train_command(
     batch: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     freeze: Annotated[int | None, typer.Option(help="Layers frozen (0: none).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, or a CUDA device index such as 0.")] = None,
-    out_dir: Annotated[Path, typer.Option(help="Folder holding training runs.")] = Path("runs/train"),
-    name: Annotated[str, typer.Option(help="Run name (folder under --out-dir).")] = "ppe",
+    out_dir: Annotated[Path | None, typer.Option(help="Folder holding training runs [runs/train].")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name, a folder under --out-dir [ppe].")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run from its last checkpoint.")] = False,
 ) -> None:
     """Train a detector with ultralytics, offline; the full run configuration is saved with the run."""
@@ -294,7 +298,11 @@ def train_command(
         from training.train import TrainConfig, train
 
         if resume:
-            run_dir = train(TrainConfig(data=str(data or ""), out_dir=str(out_dir), name=name), resume=True)
+            where = TrainConfig(data=str(data or ""))
+            run_dir = train(
+                TrainConfig(data=where.data, out_dir=str(out_dir or where.out_dir), name=name or where.name),
+                resume=True,
+            )
         else:
             fields = yaml.safe_load(config.read_text(encoding="utf-8")) if config else {}
             if not isinstance(fields, dict):
@@ -352,7 +360,7 @@ def eval_command(
         json_file.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
 
 
-def _print_eval(report) -> None:  # report: EvalReport
+def _print_eval(report: EvalReport) -> None:
     table = Table(title=f"{report.model} on {report.data} ({report.split}, {report.images} images)")
     for column in ("class", "instances", "AP50", "AP50-95", "P", "R", "threshold"):
         table.add_column(column, justify="left" if column == "class" else "right")
@@ -379,13 +387,11 @@ def _print_eval(report) -> None:  # report: EvalReport
     )
     stdout.print(table)
     violations = Table(title="violations per labelled person (same association as the rules)")
-    for column in ("rule", "positives", "TP", "FP", "FN", "precision", "recall"):
+    for column in ("rule", "positives", "undetermined", "TP", "FP", "FN", "precision", "recall"):
         violations.add_column(column, justify="left" if column == "rule" else "right")
     for v in report.violations:
-        violations.add_row(
-            v.rule, str(v.positives), str(v.true_positives), str(v.false_positives), str(v.false_negatives),
-            f"{v.precision:.3f}", f"{v.recall:.3f}",
-        )  # fmt: skip
+        counts = (v.positives, v.undetermined, v.true_positives, v.false_positives, v.false_negatives)
+        violations.add_row(v.rule, *(str(n) for n in counts), f"{v.precision:.3f}", f"{v.recall:.3f}")
     stdout.print(violations)
     for note in report.notes:
         console.print(f"  [yellow]{note}[/]", highlight=False, soft_wrap=True)
@@ -398,7 +404,7 @@ def _print_eval(report) -> None:  # report: EvalReport
     )
 
 
-def _run_record(weights: Path) -> dict:
+def _run_record(weights: Path) -> dict[str, Any]:
     """The run.json saved by `sitesentry train` beside runs/<name>/weights/, if there is one."""
     record = weights.resolve().parent.parent / "run.json"
     return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}

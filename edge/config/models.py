@@ -132,7 +132,8 @@ class CameraConfig(Strict):
         5.0, gt=0, le=60, description="Frames per second analysed at most; extra frames are skipped."
     )
     realtime: bool = Field(
-        True, description="Video files only: pace at their own frame rate (False: as fast as possible)."
+        True,
+        description="Video files only: pace at their own frame rate (False: as fast as analysis goes, no drops).",
     )
     loop: bool = Field(False, description="Video files only: start again at the end.")
     zones: list[ZoneConfig] = Field(default_factory=list, description="Danger and PPE zones in this view.")

@@ -199,18 +199,20 @@ class CameraMetrics(Collector):
     @staticmethod
     def _families(snaps: list[HealthSnapshot]) -> Iterator[Metric]:
         counters = {
-            "frames_read": ("Frames read from the camera source.", lambda s: s.frames_read),
-            "frames_dropped": ("Frames replaced by a newer one before any consumer took them.", lambda s: s.frames_dropped),
-            "frames_skipped": ("Frames left out to respect the camera's fps cap.", lambda s: s.frames_skipped),
-            "reconnects": ("Reconnection attempts after a lost, frozen or failed stream.", lambda s: s.reconnects),
+            "frames_read": "Frames read from the camera source.",
+            "frames_dropped": "Frames replaced by a newer one before any consumer took them.",
+            "frames_skipped": "Frames left out to respect the camera's fps cap.",
+            "reconnects": "Reconnection attempts after a lost, frozen or failed stream.",
         }
-        for name, (doc, value) in counters.items():
+        for name, doc in counters.items():
             family = CounterMetricFamily(f"sitesentry_camera_{name}", doc, labels=["camera"])
             for snap in snaps:
-                family.add_metric([snap.camera_id], value(snap))
+                family.add_metric([snap.camera_id], getattr(snap, name))
             yield family
         status = GaugeMetricFamily(
-            "sitesentry_camera_status", "1 for the camera's current status, 0 for the others.", labels=["camera", "status"]
+            "sitesentry_camera_status",
+            "1 for the camera's current status, 0 for the others.",
+            labels=["camera", "status"],
         )
         last_frame = GaugeMetricFamily(
             "sitesentry_camera_last_frame_timestamp_seconds",

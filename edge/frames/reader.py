@@ -1,4 +1,4 @@
-"""One reader thread per camera: keeps only the freshest frame, reconnects with backoff, watches for frozen streams."""
+"""One reader thread per camera: freshest frame only, reconnects with backoff, a frozen-stream watchdog."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def frame_digest(image: np.ndarray) -> int:
 
 
 class Backoff:
-    """Exponential reconnect delays with jitter, capped; the jitter keeps many cameras from retrying in step."""
+    """Capped exponential reconnect delays; jitter keeps many cameras from retrying in step."""
 
     def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
         if initial_s <= 0 or max_s < initial_s:
@@ -41,9 +41,9 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def delay(self, attempt: int) -> float:
-        """Return the wait before retry number `attempt` (1-based): between half and all of the capped delay."""
+        """Return the wait before retry `attempt` (1-based): half to all of the capped delay."""
         ceiling = min(self.max_s, self.initial_s * 2 ** max(0, attempt - 1))
-        return ceiling * self._rng.uniform(0.5, 1.0)
+        return float(ceiling * self._rng.uniform(0.5, 1.0))
 
 
 class RateCap:
@@ -74,7 +74,13 @@ class RateCap:
 
 
 class CameraReader:
-    """Reads one camera on a daemon thread and holds its freshest frame in a single slot."""
+    """Reads one camera on a daemon thread and holds its freshest frame in a single slot.
+
+    Status goes ONLINE at the first frame, RECONNECTING after a failure, and OFFLINE once
+    `offline_after_attempts` consecutive attempts have failed (it keeps retrying with capped backoff). The
+    failure count resets after `healthy_after_s` of changing frames. A live stream whose frames stay
+    identical, or that gives no frame, for `frozen_after_s` (None: off) is reconnected.
+    """
 
     def __init__(
         self,
@@ -141,11 +147,19 @@ class CameraReader:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if not self._thread.is_alive() and self._thread.ident is None:  # never started
+        if self._thread.ident is None:  # never started
             self._finish()
             return True
+        if threading.current_thread() is self._thread:  # asked from a status listener: cannot join itself
+            return False
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    @property
+    def newest_seq(self) -> int:
+        """Return the seq of the frame in the slot (-1 before the first) without taking it."""
+        slot = self._slot
+        return -1 if slot is None else slot.seq
 
     def latest(self, after_seq: int = -1) -> Frame | None:
         """Return the freshest frame newer than `after_seq` without blocking, or None."""
@@ -153,7 +167,7 @@ class CameraReader:
             return self._take(after_seq)
 
     def wait_frame(self, after_seq: int = -1, timeout: float | None = None) -> Frame | None:
-        """Wait up to `timeout` s for a frame newer than `after_seq`; None on timeout or once the reader ended."""
+        """Wait up to `timeout` s for a frame newer than `after_seq` (None: timeout, or reading ended)."""
         with self._cond:
             self._cond.wait_for(
                 lambda: (self._slot is not None and self._slot.seq > after_seq) or self._done, timeout
@@ -165,6 +179,7 @@ class CameraReader:
         if frame is None or frame.seq <= after_seq:
             return None
         self._taken_seq = max(self._taken_seq, frame.seq)
+        self._cond.notify_all()  # an unpaced file reader waits for this before reading on
         return frame
 
     def _publish(self, image: np.ndarray) -> None:
@@ -244,7 +259,8 @@ class CameraReader:
                 if source.ended:
                     self._health.set_status(CameraStatus.ENDED, f"end of {source.describe()}")
                     return None
-                return f"lost {source.describe()}: no frame within {self._read_timeout_s:g} s or connection closed"
+                timeout = f"{self._read_timeout_s:g} s"
+                return f"lost {source.describe()}: connection closed or no frame within {timeout}"
             self._health.record_read()
             if first:
                 first = False
@@ -263,5 +279,13 @@ class CameraReader:
             if not self._cap.admit(now if position is None else position):
                 self._health.record_skipped()
                 continue
+            if not source.live and not self._realtime:
+                self._wait_until_taken()  # as fast as possible, but every admitted frame is analysed
             self._publish(image)
         return None
+
+    def _wait_until_taken(self) -> None:
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._slot is None or self._slot.seq <= self._taken_seq or self._stop.is_set()
+            )

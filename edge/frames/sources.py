@@ -1,4 +1,4 @@
-"""Frame sources behind one small interface: RTSP over TCP, video files (paced or fast, looped) and USB cameras."""
+"""Frame sources behind one interface: RTSP over TCP, video files (paced or fast, looped), USB cameras."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ class RtspSource(FrameSource):
 
 
 class UsbSource(FrameSource):
-    """A local camera by index (usb:N), through OpenCV's default backend (V4L2 on Linux)."""
+    """A local camera by index (usb:N), through OpenCV's V4L2 backend on Linux, its default elsewhere."""
 
 
 class FileSource(FrameSource):
@@ -92,15 +92,18 @@ class FileSource(FrameSource):
 
     live = False
 
-    def __init__(self, capture: cv2.VideoCapture, where: str, path: Path, *, realtime: bool, loop: bool) -> None:
+    def __init__(
+        self, capture: cv2.VideoCapture, where: str, path: Path, *, realtime: bool, loop: bool
+    ) -> None:
         super().__init__(capture, where)
         self._path = path
         self._realtime = realtime
         self._loop = loop
         self._index = -1  # frames read since the (last) start of the file
+        self._ticks = -1  # frames read since opening, across loops: the pacing schedule
         self._ended = False
         self._pending: np.ndarray | None = None
-        self._started: float | None = None  # monotonic time at which frame 0 is due
+        self._started: float | None = None  # monotonic time at which tick 0 was due
         if self._fps == 0.0:
             log.warning("%s does not state its frame rate; assuming %.0f fps", where, _DEFAULT_FILE_FPS)
         # Decode the first frame now: a file OpenCV opens but cannot decode fails here, not as an empty "end".
@@ -136,6 +139,7 @@ class FileSource(FrameSource):
             self._ended = True
             return None
         self._index += 1
+        self._ticks += 1
         if self._realtime:
             self._pace()
         return image
@@ -143,7 +147,6 @@ class FileSource(FrameSource):
     def _rewind(self) -> np.ndarray | None:
         """Seek back to the first frame; reopen when the container cannot seek."""
         self._index = -1
-        self._started = None
         if not self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
             self._capture.release()
             self._capture = cv2.VideoCapture(str(self._path), cv2.CAP_FFMPEG)
@@ -151,13 +154,22 @@ class FileSource(FrameSource):
 
     def _pace(self) -> None:
         now = time.monotonic()
-        if self._started is None:
-            self._started = now - self._index / self._rate
-        due = self._started + self._index / self._rate
-        if now - due > _MAX_PACING_LAG_S:
-            self._started = now - self._index / self._rate
-        elif due > now:
+        offset = self._ticks / self._rate
+        if self._started is None or now - (self._started + offset) > _MAX_PACING_LAG_S:
+            self._started = now - offset
+        due = self._started + offset
+        if due > now:
             time.sleep(due - now)
+
+
+def quiet_video_backends() -> None:
+    """Silence OpenCV's and FFmpeg's own stderr chatter so a failing camera logs only our one line.
+
+    Process-wide: call once at start-up (the CLI), before the first capture is opened. An operator's
+    OPENCV_FFMPEG_LOGLEVEL, if set, is kept for debugging.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def open_source(
@@ -233,8 +245,11 @@ def diagnose_rtsp(url: str, *, timeout_s: float = 3.0) -> str:
         return f"cannot connect to {host}:{port} ({reason})"
     with conn:
         if parts.scheme.lower() == "rtsps":
-            return f"{host}:{port} accepts connections but no video stream could be opened (TLS, path or codec?)"
-        bare = urlunsplit((parts.scheme, f"{host}:{port}", parts.path or "/", parts.query, ""))
+            return (
+                f"{host}:{port} accepts connections but no video stream could be opened (TLS, path or codec?)"
+            )
+        address = parts.netloc.rsplit("@", 1)[-1]  # without user:password, IPv6 brackets kept
+        bare = urlunsplit((parts.scheme, address, parts.path or "/", parts.query, ""))
         try:
             conn.sendall(f"DESCRIBE {bare} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n".encode())
             status_line = conn.recv(256).split(b"\r\n", 1)[0].decode("latin-1")
@@ -260,7 +275,9 @@ def diagnose_rtsp(url: str, *, timeout_s: float = 3.0) -> str:
 def _open_usb(source: str) -> FrameSource:
     index_text = source.split(":", 1)[1]
     if not index_text.isdigit():
-        raise SourceError(f"invalid USB camera source {source!r}: write usb:N with N the camera index, e.g. usb:0")
+        raise SourceError(
+            f"invalid USB camera source {source!r}: write usb:N with N the camera index, e.g. usb:0"
+        )
     index = int(index_text)
     where = f"USB camera {index} ({source})"
     # V4L2 directly on Linux: the default backend order tries FFmpeg first and logs a confusing error.
@@ -268,13 +285,17 @@ def _open_usb(source: str) -> FrameSource:
     if not capture.isOpened():
         capture.release()
         device = Path(f"/dev/video{index}")
-        reason = f"{device} does not exist" if sys.platform == "linux" and not device.exists() else "busy or unsupported"
+        reason = (
+            f"{device} does not exist"
+            if sys.platform == "linux" and not device.exists()
+            else "busy or unsupported"
+        )
         raise SourceError(f"cannot open {where}: {reason}")
     return UsbSource(capture, where)
 
 
 def _open_file(source: str, *, realtime: bool, loop: bool) -> FrameSource:
-    path = Path(source).expanduser()
+    path = Path(source).expanduser().absolute()  # absolute: the line must say where it looked
     where = f"video file {path}"
     if not path.exists():
         raise SourceError(f"cannot open {where}: no such file")

@@ -30,6 +30,8 @@ class MqttConfigError(ValueError):
 class MqttConnectError(RuntimeError):
     """The broker could not be reached or refused us; the message is one line without credentials."""
 
+    unanswered = False  # the broker ignored or refused the protocol version: another one may work
+
 
 class _DebugOnly(logging.LoggerAdapter):  # type: ignore[type-arg]
     """paho's own log lines, all at debug level: its socket errors would repeat our one clear line."""
@@ -188,54 +190,60 @@ def connect_blocking(config: MqttConfig, client: mqtt.Client, timeout: float = 1
     host, port = broker_address(config)
     answered = threading.Event()
     outcome: dict[str, Any] = {}
-    previous = client.on_connect
+    previous_connect, previous_disconnect = client.on_connect, client.on_disconnect
 
     def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
         outcome["reason"] = reason
         answered.set()
-        if previous is not None and not reason.is_failure:
-            callback: Any = previous
+        if previous_connect is not None and not reason.is_failure:
+            callback: Any = previous_connect
             callback(c, userdata, flags, reason, props)
 
-    client.on_connect = on_connect
+    def on_disconnect(c: mqtt.Client, userdata: Any, *args: Any) -> None:
+        answered.set()  # closed before answering: no "reason" recorded
+
+    client.on_connect, client.on_disconnect = on_connect, on_disconnect
     try:
         client.reconnect()
     except (OSError, ValueError) as exc:
         raise MqttConnectError(describe_exception(host, port, exc, tls=config.tls is not None)) from None
     client.loop_start()
-    if not answered.wait(timeout):
-        client.loop_stop()
+    answered.wait(timeout)
+    client.on_connect, client.on_disconnect = previous_connect, previous_disconnect
+    reason: ReasonCode | None = outcome.get("reason")
+    if reason is None or reason.is_failure:
         client.disconnect()
+        client.loop_stop()
+        if reason is not None:
+            error = MqttConnectError(
+                describe_refusal(host, port, reason, sent_credentials=config.username is not None)
+            )
+            error.unanswered = reason.value == UNSUPPORTED_PROTOCOL
+            raise error
         hint = "" if config.tls is not None else " (a TLS listener? then set mqtt.tls)"
-        raise MqttConnectError(f"MQTT broker {host}:{port} did not answer within {timeout:g} s{hint}")
-    client.on_connect = previous  # later reconnects reach the caller's callback directly
-    reason = outcome["reason"]
-    if reason.is_failure:
-        client.loop_stop()
-        client.disconnect()
-        raise MqttConnectError(
-            describe_refusal(host, port, reason, sent_credentials=config.username is not None)
-        )
+        error = MqttConnectError(f"MQTT broker {host}:{port} did not answer the connection request{hint}")
+        error.unanswered = True
+        raise error
     return client
 
 
 def open_client(
     config: MqttConfig, client_id: str, *, persistent: bool = False, timeout: float = 10.0, **callbacks: Any
 ) -> mqtt.Client:
-    """Build and connect a client, falling back from MQTT 5 to 3.1.1 when the broker only speaks 3.1.1."""
+    """Build and connect a client; a broker that refuses or ignores MQTT 5 is tried again with 3.1.1."""
     protocols = [config.protocol] if config.protocol == "3.1.1" else ["5", "3.1.1"]
-    last: MqttConnectError | None = None
-    for protocol in protocols:
+    for attempt, protocol in enumerate(protocols):
         client = new_client(
             config, client_id, protocol=protocol, persistent=persistent, session_expiry_s=3600
         )
         for name, callback in callbacks.items():
             setattr(client, name, callback)
         try:
-            return connect_blocking(config, client, timeout)
+            # amqtt never answers an MQTT 5 CONNECT, so the first try waits less.
+            return connect_blocking(
+                config, client, min(timeout, 3.0) if attempt < len(protocols) - 1 else timeout
+            )
         except MqttConnectError as exc:
-            last = exc
-            if "unsupported protocol version" not in str(exc):
+            if not exc.unanswered or attempt == len(protocols) - 1:
                 raise
-    assert last is not None
-    raise last
+    raise AssertionError("unreachable")

@@ -171,7 +171,7 @@ class AlertPublisher:
         self._connected = False
         self._awaiting_connack = False
         self._generation = 0
-        self._fallback = False
+        self._switch_protocol = False
         self._resync = False
         self._pump_stop = False
         self._acks: deque[tuple[int, ReasonCode | None]] = deque()
@@ -245,6 +245,10 @@ class AlertPublisher:
         """Commit an event message to the outbox; it is published as soon as the broker is reachable."""
         if self._stopped:
             raise RuntimeError("AlertPublisher.publish_event called after stop()")
+        if event.site_id != self._site:
+            raise ValueError(
+                f"event {event.event_id} is for site {event.site_id!r}, this edge is {self._site!r}"
+            )
         message = event_message(
             event, edge=self._edge, model=self._model, emitted_at=self._clock(), message_id=uuid.uuid4()
         )
@@ -485,13 +489,8 @@ class AlertPublisher:
             self._awaiting_connack = False
         if reason.is_failure:
             if reason.value == UNSUPPORTED_PROTOCOL and self._protocol == "5":
-                log.info(
-                    "MQTT broker %s:%d speaks MQTT 3.1.1 only; falling back to 3.1.1", self._host, self._port
-                )
-                with self._cond:
-                    self._fallback = True
-                    self._cond.notify_all()
-                client.disconnect()
+                log.info("MQTT broker %s:%d refused MQTT 5; using MQTT 3.1.1", self._host, self._port)
+                self._request_protocol_switch(client)
                 return
             self._note_error(
                 describe_refusal(
@@ -536,7 +535,7 @@ class AlertPublisher:
             unanswered, self._awaiting_connack = self._awaiting_connack, False
             self._cond.notify_all()
         self._metrics.connected.set(0)
-        if self._stopping.is_set() or self._fallback:
+        if self._stopping.is_set() or self._switch_protocol:
             return
         if was_connected:
             log.warning(
@@ -550,6 +549,18 @@ class AlertPublisher:
                 f"MQTT broker {self._host}:{self._port} closed the connection without answering "
                 "(a TLS listener? check mqtt.tls)"
             )
+            if self._config.protocol == "5" and not self._ever_connected:
+                # Some 3.1.1-only brokers (amqtt) never answer an MQTT 5 CONNECT: until one protocol works,
+                # alternate between them.
+                other = "3.1.1" if self._protocol == "5" else "5"
+                log.info("trying MQTT %s with broker %s:%d", other, self._host, self._port)
+                self._request_protocol_switch(client)
+
+    def _request_protocol_switch(self, client: mqtt.Client) -> None:
+        with self._cond:
+            self._switch_protocol = True
+            self._cond.notify_all()
+        client.disconnect()  # ends this network loop; the pump starts a client for the other protocol
 
     def _on_publish(
         self,
@@ -590,7 +601,7 @@ class AlertPublisher:
     # -- pump thread -----------------------------------------------------------------------------------------
 
     def _pump_has_work(self) -> bool:
-        if self._pump_stop or self._acks or self._fallback or self._resync:
+        if self._pump_stop or self._acks or self._switch_protocol or self._resync:
             return True
         if self._generation != self._pump_generation:
             return True
@@ -606,7 +617,7 @@ class AlertPublisher:
                     self._cond.wait(1.0)
                 acks = list(self._acks)
                 self._acks.clear()
-                stop, fallback, connected = self._pump_stop, self._fallback, self._connected
+                stop, switch, connected = self._pump_stop, self._switch_protocol, self._connected
                 generation, client = self._generation, self._client
                 resync, self._resync = self._resync, False
                 window, last_id = self._window, self._last_id
@@ -616,8 +627,8 @@ class AlertPublisher:
                 self._settle(acks)
                 if stop:
                     return
-                if fallback:
-                    self._fall_back()
+                if switch:
+                    self._switch()
                     continue
                 if connected:
                     if resync:
@@ -706,14 +717,14 @@ class AlertPublisher:
         self._cursor = 0
         self._pump_generation = generation
 
-    def _fall_back(self) -> None:
+    def _switch(self) -> None:
         with self._cond:
             old = self._client
         old.loop_stop()
         with self._cond:
-            self._protocol = "3.1.1"
+            self._protocol = "3.1.1" if self._protocol == "5" else "5"
             self._client = self._new_client()
-            self._fallback = False
+            self._switch_protocol = False
             self._generation += 1
             client = self._client
         client.loop_start()

@@ -10,10 +10,6 @@ from mqtt_fixtures import MOSQUITTO, MOSQUITTO_PASSWD, OPENSSL, Certs, Mosquitto
 
 from edge.mqtt.broker import EmbeddedBroker
 
-needs_mosquitto = pytest.mark.skipif(
-    MOSQUITTO is None or MOSQUITTO_PASSWD is None, reason="mosquitto is not installed (apt install mosquitto)"
-)
-
 
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import shutil
 import signal
 import socket
@@ -29,7 +28,9 @@ from edge.config.models import MqttConfig, SiteSection, TlsConfig
 from edge.dataflow import EvidenceRef, Phase, Rule, SafetyEvent
 from edge.mqtt.broker import free_port
 
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+MOSQUITTO = shutil.which("mosquitto") or (
+    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+)
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
 OPENSSL = shutil.which("openssl")
 
@@ -70,14 +71,55 @@ def make_certs(folder: Path) -> Certs:
         subprocess.run([OPENSSL, *args], cwd=folder, check=True, capture_output=True)
 
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=SiteSentry test CA")
-    run("req", "-x509", *ec, "-keyout", "other.key", "-out", "other-ca.crt", "-days", "2", "-subj", "/CN=Other CA")
-    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=SiteSentry test CA",
+    )
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "other.key",
+        "-out",
+        "other-ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Other CA",
+    )
+    (folder / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+    )
     (folder / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
     for name, cn in (("server", "localhost"), ("client", "edge-1")):
         run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext")  # fmt: skip
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+        )
     return Certs(
         ca=folder / "ca.crt",
         server_cert=folder / "server.crt",
@@ -92,7 +134,14 @@ class Mosquitto:
     """Debian's mosquitto with its own conf in a temp folder: a password-protected plain listener and a TLS
     listener on free 127.0.0.1 ports, persistence on, so a restart keeps sessions and queued messages."""
 
-    def __init__(self, folder: Path, certs: Certs | None = None, *, acl: str | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        certs: Certs | None = None,
+        *,
+        acl: str | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
         assert MOSQUITTO is not None and MOSQUITTO_PASSWD is not None
         self.folder = folder
         self.certs = certs
@@ -101,9 +150,10 @@ class Mosquitto:
         self.process: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
         passwd = folder / "passwd"
-        subprocess.run([MOSQUITTO_PASSWD, "-c", "-b", str(passwd), EDGE_USER, EDGE_PASSWORD], check=True)
-        subprocess.run([MOSQUITTO_PASSWD, "-b", str(passwd), OPS_USER, OPS_PASSWORD], check=True)
-        auth = [f"allow_anonymous false", f"password_file {passwd}"]
+        passwd.touch()
+        for user, password in (users or {EDGE_USER: EDGE_PASSWORD, OPS_USER: OPS_PASSWORD}).items():
+            subprocess.run([MOSQUITTO_PASSWD, "-b", str(passwd), user, password], check=True)
+        auth = ["allow_anonymous false", f"password_file {passwd}"]
         if acl is not None:
             (folder / "acl").write_text(acl)
             auth.append(f"acl_file {folder / 'acl'}")
@@ -233,8 +283,13 @@ class Collector:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._cond:
             self.messages.append(
-                Received(message.topic, bytes(message.payload), bool(message.retain), message.properties,
-                         time.time())  # fmt: skip
+                Received(
+                    message.topic,
+                    bytes(message.payload),
+                    bool(message.retain),
+                    message.properties,
+                    time.time(),
+                )
             )
             self._cond.notify_all()
 
@@ -304,7 +359,9 @@ def make_event(
     )
 
 
-def control_properties(sender: str | None, response_topic: str | None, correlation: bytes | None) -> Properties:
+def control_properties(
+    sender: str | None, response_topic: str | None, correlation: bytes | None
+) -> Properties:
     """PUBLISH properties of a control command."""
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     if sender is not None:
@@ -316,6 +373,16 @@ def control_properties(sender: str | None, response_topic: str | None, correlati
     return props
 
 
-def env_without_secrets() -> dict[str, str]:
-    """The environment for child processes."""
-    return {k: v for k, v in os.environ.items() if "PASSWORD" not in k}
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+
+
+def schema_errors(name: str, payload: bytes) -> list[str]:
+    """Validate a payload against the committed JSON Schema `docs/schemas/<name>.json`; return the errors."""
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((SCHEMA_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(json.loads(payload))
+    ]

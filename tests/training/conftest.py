@@ -24,3 +24,19 @@ def ultralytics_offline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training.offline import prepare_offline
 
     return prepare_offline(tmp_path_factory.mktemp("yolo-config"))
+
+
+@pytest.fixture(scope="session")
+def canonical_weights(ultralytics_offline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained YOLOv8n with SiteSentry's five classes, built from ultralytics' packaged model YAML."""
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    from edge.labels import CLASS_NAMES
+
+    model = YOLO("yolov8n.yaml")
+    model.model = DetectionModel("yolov8n.yaml", nc=len(CLASS_NAMES), verbose=False)
+    model.model.names = dict(enumerate(CLASS_NAMES))
+    path = tmp_path_factory.mktemp("weights") / "canonical-yolov8n.pt"
+    model.save(path)
+    return path

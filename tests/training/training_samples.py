@@ -6,10 +6,16 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 import yaml
+from onnx import TensorProto, helper
 
-from training.datasets.model import ClassMapping
+from edge.labels import CLASS_NAMES
+from training.datasets.model import ClassMapping, Dataset
+from training.datasets.yolo import read_yolo, write_yolo
+from training.evaluate import ground_truth
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
@@ -68,3 +74,53 @@ def copy_yolo_sample(dest: Path, train: list[Path], valid: list[Path], link: boo
     data = {"path": ".", "train": "train/images", "val": "valid/images", "names": source_names()}
     (dest / "data.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     return dest / "data.yaml"
+
+
+PHOTO = "ppe_0355_jpg"  # a 640x640 validation photo with all five classes, workers with and without PPE
+
+
+def photo_dataset(tmp_path: Path) -> tuple[Path, Dataset]:
+    full = read_yolo(shared_dataset() / "data.yaml", ClassMapping.load(MAPPING))
+    chosen = [img for img in full.images if img.path.name.startswith(PHOTO)]
+    if not chosen:
+        pytest.skip(f"{PHOTO} is not in the shared dataset")
+    chosen[0].split = "valid"
+    dataset = Dataset(chosen)
+    return write_yolo(dataset, tmp_path / "data"), dataset
+
+
+def fixed_output_model(path: Path, boxes: list[tuple[str, float, float, float, float, float]]) -> Path:
+    """An ONNX 'detector' (1x3x640x640 in) whose output always holds these (label, conf, x1, y1, x2, y2)."""
+    out = np.zeros((1, 4 + len(CLASS_NAMES), len(boxes)), np.float32)
+    for i, (label, conf, x1, y1, x2, y2) in enumerate(boxes):
+        out[0, :4, i] = [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
+        out[0, 4 + CLASS_NAMES.index(label), i] = conf
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+        helper.make_node("Add", ["fixed", "nothing"], ["output0"]),  # depends on the input, adds nothing
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fixed",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(out.shape))],
+        [helper.make_tensor("fixed", TensorProto.FLOAT, out.shape, out.ravel()),
+         helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    names = {i: n for i, n in enumerate(CLASS_NAMES)}
+    meta = {"names": str(names), "imgsz": "[640, 640]", "stride": "32", "task": "detect", "batch": "1"}
+    meta |= {"model_name": "fixed-answers", "model_version": "1"}
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, path)
+    return path
+
+
+def truth_boxes(dataset: Dataset, conf: float = 0.9) -> list[tuple[str, float, float, float, float, float]]:
+    truth = ground_truth(dataset.images[0], 640, 640)
+    return [
+        (truth.names[c], conf, *map(float, xyxy)) for xyxy, c in zip(truth.xyxy, truth.class_id, strict=True)
+    ]

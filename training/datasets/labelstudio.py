@@ -33,8 +33,9 @@ def image_file_name(url: str) -> str:
 def _image_reference(data: Any) -> str | None:
     if not isinstance(data, dict):
         return None
-    if isinstance(data.get("image"), str):
-        return data["image"]
+    image = data.get("image")
+    if isinstance(image, str):
+        return image
     for value in data.values():  # the labelling config may call the image field something else
         if isinstance(value, str) and Path(urlparse(value).path).suffix.lower() in IMAGE_SUFFIXES:
             return value
@@ -49,7 +50,7 @@ def _locate(name: str, images_dir: Path) -> Path | None:
     return None
 
 
-def _pick_annotation(task: dict, where: str, dataset: Dataset) -> list | None:
+def _pick_annotation(task: dict[str, Any], where: str, dataset: Dataset) -> list[Any] | None:
     """Choose the annotation to import: the ground-truth one, else the latest that was not cancelled."""
     annotations = [
         a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")

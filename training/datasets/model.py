@@ -82,6 +82,7 @@ class ClassMapping:
     @classmethod
     def load(cls, path: Path) -> ClassMapping:
         """Read a YAML mapping file `source: canonical` (null drops the class)."""
+        path = Path(path)
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of source class -> canonical class")

@@ -82,10 +82,14 @@ def read_yolo(data_yaml: Path, mapping: ClassMapping | None = None) -> Dataset:
     mapping = mapping or ClassMapping.identity()
     root = (data_yaml.parent / str(data.get("path", "."))).resolve()
     dataset = Dataset()
+    read: set[Path] = set()
     for key, split in _SPLIT_KEYS.items():
         if key not in data or data[key] is None:
             continue
         folder = root / str(data[key])
+        if folder.resolve() in read:
+            continue  # `val: train/images` (no validation split yet): the images are read once, as train
+        read.add(folder.resolve())
         if not folder.is_dir():
             dataset.problems.append(Problem(f"{data_yaml}:{key}", f"folder {folder} does not exist"))
             continue

@@ -1,0 +1,139 @@
+"""`sitesentry alerts tail`, `sitesentry mqtt schemas` and `sitesentry broker` (the embedded broker)."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import typer
+from mqtt_fixtures import OPS_PASSWORD, OPS_USER, Mosquitto, make_event, site, wait_port
+from rich.console import Console
+from typer.testing import CliRunner
+
+from edge.dataflow import Phase, Rule
+from edge.mqtt import AlertPublisher, ModelInfo
+from edge.mqtt.broker import EmbeddedBroker, EmbeddedBrokerError, free_port
+from edge.mqtt.cli import register
+from edge.mqtt.tail import tail
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    """A `sitesentry`-like app with only the MQTT commands registered."""
+    application = typer.Typer()
+    register(application)
+    return application
+
+
+def test_tail_prints_one_line_per_event_status_and_alarm(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    pub = AlertPublisher(mosquitto.config(outbox=tmp_path / "o.sqlite3"), site(), ModelInfo("ppe", "1"))
+    pub.start()
+    assert pub.wait_connected(10)
+    subscribed = threading.Event()
+    out = io.StringIO()
+    reader_config = mosquitto.config(username=OPS_USER, password=OPS_PASSWORD)
+    reader = threading.Thread(
+        target=tail,
+        args=(reader_config, "test-site", Console(file=out, width=200, color_system=None)),
+        kwargs={"count": 5, "seconds": 20, "connected": subscribed.set},
+    )
+    reader.start()
+    assert subscribed.wait(10)
+    pub.publish_event(make_event(zone="crane", rule=Rule.ZONE_ENTRY))
+    pub.publish_event(make_event(phase=Phase.END))
+    pub.publish_camera_status("gate", "offline", "no frames for 10 s")
+    pub.publish_alarm(make_event(zone="crane", rule=Rule.ZONE_ENTRY))
+    reader.join(20)
+    pub.stop()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 5, lines  # the retained `online` plus the four messages above
+    text = out.getvalue()
+    assert "EDGE   test-site/edge-1 online" in text
+    assert "START  zone_entry test-site/gate zone=crane track=7 conf=0.87" in text
+    assert "END    no_helmet test-site/gate track=7 conf=0.87 4s" in text
+    assert "CAMERA test-site/gate offline (no frames for 10 s)" in text
+    assert "ALARM ON zones/crane: person in danger zone at zone crane (camera gate)" in text
+
+
+def test_tail_json_lines_and_the_retained_state(
+    mosquitto: Mosquitto, tmp_path: Path, app: typer.Typer
+) -> None:
+    pub = AlertPublisher(mosquitto.config(outbox=tmp_path / "o.sqlite3"), site(), ModelInfo("ppe", "1"))
+    pub.start()
+    pub.publish_snapshot("gate", b"\xff\xd8" + bytes(2046))
+    pub.publish_camera_status("gate", "online")
+    pub.publish_event(make_event())
+    assert pub.wait_delivered(10)
+    pub.stop()  # leaves `offline`, the status and the snapshot retained
+    args = ["alerts", "tail", "--port", str(mosquitto.port), "--username", OPS_USER, "--json", "--count", "3"]
+    result = CliRunner().invoke(app, args, env={"SITESENTRY_MQTT_PASSWORD": OPS_PASSWORD})
+    assert result.exit_code == 0, result.output
+    records = sorted((json.loads(line) for line in result.output.splitlines()), key=lambda r: r["kind"])
+    assert [(r["kind"], r["retained"]) for r in records] == [
+        ("camera_status", True),
+        ("edge_status", True),
+        ("snapshot", True),
+    ]
+    assert records[2]["payload"] == {"jpeg_bytes": 2048}
+    assert records[1]["payload"]["state"] == "offline"
+
+
+def test_tail_with_a_site_config_and_bad_input(app: typer.Typer, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["alerts", "tail", "--config", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 1 and "missing.yaml: cannot read" in result.output
+    port = free_port()
+    result = CliRunner().invoke(app, ["alerts", "tail", "--port", str(port), "--seconds", "1"])
+    assert result.exit_code == 1
+    assert f"MQTT broker 127.0.0.1:{port} is not reachable: connection refused" in result.output
+    result = CliRunner().invoke(app, ["alerts", "tail", "--prefix", "a/#", "--seconds", "1"])
+    assert result.exit_code == 1 and "prefix" in result.output
+
+
+def test_mqtt_schemas_writes_and_checks(app: typer.Typer, tmp_path: Path) -> None:
+    assert CliRunner().invoke(app, ["mqtt", "schemas", "--out", str(tmp_path)]).exit_code == 0
+    assert CliRunner().invoke(app, ["mqtt", "schemas", "--check", "--out", str(tmp_path)]).exit_code == 0
+    (tmp_path / "event.json").write_text("{}")
+    result = CliRunner().invoke(app, ["mqtt", "schemas", "--check", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "out of date: event" in result.output
+
+
+def test_embedded_broker_restarts_on_its_port_and_refuses_a_taken_one() -> None:
+    first = EmbeddedBroker("127.0.0.1", 0).start()
+    port = first.port
+    with pytest.raises(
+        EmbeddedBrokerError, match=f"cannot start the embedded MQTT broker on 127.0.0.1:{port}"
+    ):
+        EmbeddedBroker("127.0.0.1", port).start()
+    first.stop()
+    again = EmbeddedBroker("127.0.0.1", port).start()
+    assert wait_port("127.0.0.1", port)
+    again.stop()
+
+
+def test_broker_command_serves_until_interrupted() -> None:
+    port = free_port()
+    code = "import typer; from edge.mqtt.cli import register; app = typer.Typer(); register(app); app()"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "broker", "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        assert f"listening on 127.0.0.1:{port}" in banner, process.stderr.read() if process.stderr else ""
+        assert wait_port("127.0.0.1", port)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert process.returncode == 0

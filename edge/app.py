@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from uuid import UUID
 from typing import Any, Protocol
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from edge.config.models import CameraConfig, SiteConfig
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 #: Events whose evidence references are remembered for their later phases (oldest forgotten first).
 EVIDENCE_REFS_KEPT = 5000
-
 
 
 class AlertSink(Protocol):
@@ -53,6 +53,7 @@ class CameraRuntime:
     last_seq: int = -1
     paused: bool = False
     recent: list[float] = field(default_factory=list)  # processing times, for fps
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))  # capture to result
 
     def fps(self, now: float, window_s: float = 10.0) -> float:
         """Frames processed per second over the last window."""
@@ -287,6 +288,7 @@ class EdgeApp:
             return
         now = time.time()
         runtime.recent.append(now)
+        runtime.latencies_ms.append((now - frame.captured_at) * 1e3)
         self._fps.labels(camera).set(runtime.fps(now))
         for stage, ms in result.stage_ms.items():
             self._stage_seconds.labels(camera, stage).observe(ms / 1e3)
@@ -351,8 +353,22 @@ class EdgeApp:
         frame = runtime.reader.latest()
         return frame.size if frame is not None else (1, 1)
 
+    def heartbeat_stats(self) -> dict[str, Any]:
+        """Figures for the MQTT heartbeat: per camera fps, capture-to-result latency, drops; queue depths."""
+        now = time.time()
+        cameras = {}
+        for cid, r in self.cameras.items():
+            latencies = np.asarray(r.latencies_ms)
+            cameras[cid] = {
+                "fps": round(r.fps(now), 2),
+                "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies.size else None,
+                "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies.size else None,
+                "frames_dropped": r.reader.health.snapshot().frames_dropped,
+            }
+        return {"cameras": cameras, "queues": {"evidence_clips": {"depth": self.evidence.pending_clips}}}
+
     def stats(self) -> dict[str, Any]:
-        """Figures for the heartbeat: fps and status per camera, open events, pending clips."""
+        """Figures for display: status, fps and open events per camera, pending clips."""
         now = time.time()
         return {
             "cameras": {
@@ -366,4 +382,3 @@ class EdgeApp:
             },
             "pending_clips": self.evidence.pending_clips,
         }
-

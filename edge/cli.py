@@ -15,6 +15,7 @@ from rich.console import Console
 
 from edge.config import ConfigError, load_config
 from edge.config.models import SiteConfig
+from edge.mqtt.cli import register as register_mqtt_commands
 from edge.telemetry import redact, setup_logging
 from training.cli import register as register_training_commands
 
@@ -26,6 +27,7 @@ config_app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 console = Console(stderr=True)
+register_mqtt_commands(app)  # broker, alerts tail, mqtt schemas
 register_training_commands(app)  # dataset, train, eval, export: they import torch/ultralytics only when run
 log = logging.getLogger("sitesentry")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -49,12 +50,13 @@ class DemoView:
         events = Table(
             title=f"Violations (started {self.counts['start']}, ended {self.counts['end']})", expand=True
         )
-        for col in ("time", "phase", "camera", "violation", "zone", "track", "conf", "evidence"):
-            events.add_column(col, overflow="fold")
+        for col in ("time", "phase", "camera", "violation", "zone", "track", "conf"):
+            events.add_column(col, no_wrap=True)
+        events.add_column("snapshot", overflow="ellipsis", no_wrap=True, max_width=24)
         with self._lock:
             for e in self.events:
                 when = (e.ended_at or e.started_at).strftime("%H:%M:%S")
-                snapshot = next((r.path for r in e.evidence if r.kind == "snapshot"), "")
+                snapshot = next((Path(r.path).name for r in e.evidence if r.kind == "snapshot"), "")
                 phase = f"[red]{e.phase.value}[/]" if e.phase is Phase.START else f"[green]{e.phase.value}[/]"
                 events.add_row(
                     when,
@@ -67,8 +69,8 @@ class DemoView:
                     snapshot,
                 )
         footer = (
-            f"frames analysed: {self.frames}   evidence: {self.runtime.config.evidence.folder}   "
-            f"MQTT: {self.runtime.broker_url}   (Ctrl-C to stop; `sitesentry alerts tail` shows the alerts)"
+            f"\nframes analysed: {self.frames}   evidence: {self.runtime.config.evidence.folder}   "
+            f"MQTT: {self.runtime.broker_url}   (Ctrl-C to stop; `sitesentry alerts tail` shows the alerts)\n"
         )
         return Group(cams, events, footer)
 
@@ -76,7 +78,7 @@ class DemoView:
 def run_demo(config: SiteConfig, stop: threading.Event, seconds: float = 0) -> None:
     """Run until Ctrl-C (or for `seconds`), drawing the live view, then shut down cleanly."""
     console = Console()
-    runtime = Runtime.build(config, embedded_broker=True)
+    runtime = Runtime.build(config)
     view = DemoView(runtime)
     runtime.app.on_event = view.on_event
     runtime.app.on_result = view.on_result

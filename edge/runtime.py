@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from edge.alarms import AlarmHook
 from edge.app import EdgeApp
 from edge.config.models import SiteConfig
 from edge.dataflow import Rule
 from edge.detections import create_detector
-from edge.mqtt.broker import EmbeddedBroker
-from edge.mqtt.control import ControlCommand, ControlResult
-from edge.mqtt.payloads import ModelInfo as PayloadModelInfo
+from edge.mqtt.broker import EmbeddedBroker, ensure_broker
+from edge.mqtt.control import ControlResult
+from edge.mqtt.payloads import ControlCommand
 from edge.mqtt.publisher import AlertPublisher
 from edge.telemetry import serve_metrics
 
@@ -23,50 +23,45 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Runtime:
-    """Everything `sitesentry run` starts, in start order, so stop() can reverse it."""
+    """Everything `sitesentry run` starts, so stop() can take it down in the right order."""
 
     config: SiteConfig
     app: EdgeApp
     publisher: AlertPublisher
     broker: EmbeddedBroker | None
+    alarm_hook: AlarmHook | None
     registry: CollectorRegistry
     metrics_port: int | None = None
-    _heartbeat_stop: threading.Event | None = None
 
     @property
     def broker_url(self) -> str:
         """Where alerts go, for display."""
-        return f"mqtt://{self.config.mqtt.host}:{self.config.mqtt.port}"
+        kind = "embedded broker " if self.broker is not None else ""
+        return f"{kind}mqtt://{self.config.mqtt.host}:{self.config.mqtt.port}"
 
     @classmethod
-    def build(cls, config: SiteConfig, embedded_broker: bool | None = None) -> Runtime:
-        """Create every stage; starts an embedded broker when the config names none."""
+    def build(cls, config: SiteConfig) -> Runtime:
+        """Create every stage; starts an embedded broker on 127.0.0.1 when the config names none."""
         registry = CollectorRegistry()
-        broker = None
-        if config.mqtt.host is None or embedded_broker and config.mqtt.host is None:
-            broker = EmbeddedBroker(host="127.0.0.1", port=config.mqtt.port)
-            broker.start()
+        detector = create_detector(config.model)  # first: a bad model file should fail before anything starts
+        mqtt, broker = ensure_broker(config.mqtt)
+        if broker is not None:
             log.info("no MQTT broker configured: started the embedded broker on 127.0.0.1:%d", broker.port)
-            config = config.model_copy(
-                update={"mqtt": config.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port})}
-            )
-        detector = create_detector(config.model)
+        config = config.model_copy(update={"mqtt": mqtt})
+        alarm_hook = AlarmHook(config.alarms) if config.alarms is not None else None
         holder: dict[str, EdgeApp] = {}
-
-        def on_control(command: ControlCommand) -> ControlResult:
-            return apply_control(holder["app"], command)
-
         publisher = AlertPublisher(
             config.mqtt,
             config.site,
-            PayloadModelInfo(name=detector.info.name, version=detector.info.version),
+            detector.info,
             registry=registry,
-            on_control=on_control,
-            stats=lambda: holder["app"].stats() if "app" in holder else {},
+            on_control=lambda command: apply_control(holder["app"], command),
+            alarm_hook=alarm_hook,
+            stats_source=lambda: holder["app"].heartbeat_stats() if "app" in holder else {},
         )
         app = EdgeApp(config, detector=detector, alerts=publisher, registry=registry)
         holder["app"] = app
-        return cls(config, app, publisher, broker, registry)
+        return cls(config, app, publisher, broker, alarm_hook, registry)
 
     def start(self) -> None:
         """Start metrics, then the app (which starts alerts, evidence and cameras)."""
@@ -78,22 +73,24 @@ class Runtime:
         self.app.start()
 
     def stop(self) -> None:
-        """Stop the app (ending events and flushing evidence and alerts), then the embedded broker."""
+        """Stop the app (ending events, flushing evidence and alerts), then the alarm hook and the broker."""
         self.app.stop()
+        if self.alarm_hook is not None:
+            self.alarm_hook.close()
         if self.broker is not None:
             self.broker.stop()
 
 
 def apply_control(app: EdgeApp, command: ControlCommand) -> ControlResult:
-    """Carry out an authorised control command: enable or disable a rule or a camera."""
+    """Carry out an authorised control command: switch a rule (on one camera or all) or a camera."""
     enabled = command.action == "enable"
     try:
-        if command.target == "rule":
+        if command.rule is not None:
             app.set_rule_enabled(Rule(command.rule), enabled, command.camera)
-        else:
-            app.set_camera_enabled(command.camera, enabled)
-    except (KeyError, ValueError) as exc:
-        return ControlResult(request_id=command.request_id, ok=False, message=str(exc))
-    return ControlResult(
-        request_id=command.request_id, ok=True, message=f"{command.action}d {command.target}"
-    )
+            where = f" on camera {command.camera}" if command.camera else ""
+            return ControlResult(True, f"rule {command.rule} {command.action}d{where}")
+        assert command.camera is not None  # the payload model requires a rule or a camera
+        app.set_camera_enabled(command.camera, enabled)
+        return ControlResult(True, f"camera {command.camera} {command.action}d")
+    except KeyError as exc:
+        return ControlResult(False, str(exc.args[0]) if exc.args else str(exc))

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from edge.alarms import AlarmHookConfig
 from edge.labels import CLASS_NAMES
 
 Identifier = Annotated[
@@ -133,7 +134,7 @@ class CameraConfig(Strict):
     )
     realtime: bool = Field(
         True,
-        description="Video files only: pace at their own frame rate (False: as fast as analysis goes, no drops).",
+        description="Video files only: pace at their own frame rate (False: as fast as analysis, no drops).",
     )
     loop: bool = Field(False, description="Video files only: start again at the end.")
     zones: list[ZoneConfig] = Field(default_factory=list, description="Danger and PPE zones in this view.")
@@ -251,6 +252,7 @@ class TlsConfig(Strict):
     cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
     key_file: Path | None = Field(None, description="Private key of the client certificate.")
     insecure: bool = Field(False, description="Skip host-name verification (testing only).")
+    min_version: Literal["1.2", "1.3"] = Field("1.2", description="Oldest TLS version accepted.")
 
 
 class MqttConfig(Strict):
@@ -272,6 +274,31 @@ class MqttConfig(Strict):
         100_000, ge=100, description="Outbox bound; oldest updates dropped first."
     )
     heartbeat_s: float = Field(30.0, gt=0, description="Seconds between heartbeat messages.")
+    session_expiry_s: int = Field(
+        86_400,
+        ge=0,
+        le=4_294_967_295,
+        description="MQTT 5 session expiry: how long the broker keeps our session and queued messages while "
+        "we are away.",
+    )
+    inflight_window: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Outbox messages published but not yet acknowledged, at most (kept 4 below the broker's "
+        "receive maximum, 20 by default in Mosquitto).",
+    )
+    outbox_fsync: bool = Field(
+        True, description="Sync each outbox write to disk (survives power cuts); False survives crashes only."
+    )
+    alarm_ttl_s: int = Field(
+        60, ge=1, description="MQTT 5 expiry of alarm commands, so a siren never sounds for a stale alert."
+    )
+    reconnect_min_s: float = Field(0.5, gt=0, description="First wait before reconnecting to the broker.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnection attempts.")
+    control_max_bytes: int = Field(
+        4096, ge=256, description="Control messages larger than this are rejected."
+    )
     control_clients: list[str] = Field(
         default_factory=list,
         description="Client ids allowed to send control commands (MQTT 5 user property).",
@@ -305,6 +332,9 @@ class SiteConfig(Strict):
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, description="Snapshots and clips.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Alert delivery over MQTT.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics.")
+    alarms: AlarmHookConfig | None = Field(
+        None, description="Local alarm on the edge box (a command and/or a sound) when a violation starts."
+    )
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> SiteConfig:

@@ -40,7 +40,6 @@ from edge.dataflow import EvidenceRef, Phase, Rule, SafetyEvent
 from edge.mqtt.broker import EmbeddedBroker, free_port
 from edge.mqtt.payloads import ModelInfo
 from edge.mqtt.publisher import AlertPublisher
-from edge.mqtt.settings import MqttExtras
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +270,7 @@ def run_mqtt_bench(
 ) -> dict[str, Any]:
     """Run the three measurements on loopback and return the results as a JSON-ready dict."""
     say = progress or (lambda text: log.info("%s", text))
-    extras = MqttExtras.model_validate({})
+    extras = MqttConfig()
     with tempfile.TemporaryDirectory(prefix="sitesentry-mqtt-bench-") as tmp, _broker(broker, Path(tmp)) as b:
         folder = Path(tmp)
         sub = _Subscriber(b).start()

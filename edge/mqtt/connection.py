@@ -16,7 +16,6 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config.models import MqttConfig, TlsConfig
-from edge.mqtt.settings import tls_min_version
 from edge.telemetry import redact
 
 PROTOCOLS: dict[str, MQTTProtocolVersion] = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
@@ -81,9 +80,7 @@ def tls_context(tls: TlsConfig) -> ssl.SSLContext:
         raise MqttConfigError(
             f"mqtt.tls.ca_file {tls.ca_file}: cannot load the CA bundle ({_reason(exc)})"
         ) from None
-    context.minimum_version = (
-        ssl.TLSVersion.TLSv1_3 if tls_min_version(tls) == "1.3" else ssl.TLSVersion.TLSv1_2
-    )
+    context.minimum_version = ssl.TLSVersion.TLSv1_3 if tls.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
     if tls.cert_file is not None:
         try:
             context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)

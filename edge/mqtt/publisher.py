@@ -54,7 +54,6 @@ from edge.mqtt.payloads import (
     alarm_message,
     event_message,
 )
-from edge.mqtt.settings import MqttExtras
 from edge.mqtt.topics import Topics
 from edge.telemetry import redact
 
@@ -132,7 +131,7 @@ class AlertPublisher:
         version: str = __version__,
     ) -> None:
         self._config = config
-        self._extras = MqttExtras.of(config)
+        self._extras = config
         self._edge = site.edge_id
         self._site = site.id
         self._model = model

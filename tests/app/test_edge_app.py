@@ -26,7 +26,9 @@ def config(tmp_path):
     return site.model_copy(
         update={
             "cameras": cameras,
-            "evidence": site.evidence.model_copy(update={"folder": tmp_path / "evidence", "pre_s": 1, "post_s": 1}),
+            "evidence": site.evidence.model_copy(
+                update={"folder": tmp_path / "evidence", "pre_s": 1, "post_s": 1}
+            ),
             "rules": site.rules.model_copy(update={"debounce_s": 0.3, "max_new_events_per_min": 1000}),
         }
     )

@@ -24,6 +24,7 @@ from edge.events.evidence import EvidenceRecorder
 from edge.events.retention import RetentionSweeper
 from edge.frames.health import CameraStatus
 from edge.frames.reader import CameraReader
+from edge.hard_examples import HardExampleQueue, Reason, has_uncertain
 from edge.pipeline import CameraPipeline
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,14 @@ class EdgeApp:
             "Frames whose processing failed.",
             ["camera", "stage"],
             registry=self.registry,
+        )
+        hard = config.hard_examples
+        self.hard_examples = (
+            HardExampleQueue(
+                hard.folder, hard.max_items, registry=self.registry, min_interval_s=hard.min_interval_s
+            )
+            if hard.enabled
+            else None
         )
         self.cameras: dict[str, CameraRuntime] = {}
         for camera in config.cameras:
@@ -281,6 +290,8 @@ class EdgeApp:
             self.evidence.observe(result)
             for event in result.events:
                 self._emit(event, result)
+            if self.hard_examples is not None:
+                self._queue_hard_example(result)
             result.stage_ms["evidence"] = (time.perf_counter() - t0) * 1e3
         except Exception:
             self._errors.labels(camera, "pipeline").inc()
@@ -306,6 +317,15 @@ class EdgeApp:
                 return event
             refs = self._evidence_refs.get(event.event_id, ())
         return replace(event, evidence=refs) if refs else event
+
+    def _queue_hard_example(self, result: FrameResult) -> None:
+        """Keep frames the model may be getting wrong, for labelling: violations and unsure detections."""
+        assert self.hard_examples is not None
+        starts = [e for e in result.events if e.phase is Phase.START]
+        if starts:
+            self.hard_examples.add(result.frame, result.detections, Reason.VIOLATION, starts[0].event_id)
+        elif has_uncertain(result.detections, 0.0, self.config.hard_examples.uncertain_below):
+            self.hard_examples.add(result.frame, result.detections, Reason.LOW_CONFIDENCE)
 
     def _emit(self, event: SafetyEvent, result: FrameResult | None) -> None:
         if event.phase is Phase.START and result is not None:

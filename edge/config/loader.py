@@ -98,6 +98,7 @@ def _resolve_paths(config: SiteConfig, base: Path) -> SiteConfig:
         "model": config.model.model_copy(update={"path": fix(config.model.path)}),
         "evidence": config.evidence.model_copy(update={"folder": fix(config.evidence.folder)}),
         "mqtt": config.mqtt.model_copy(update={"outbox": fix(config.mqtt.outbox)}),
+        "hard_examples": config.hard_examples.model_copy(update={"folder": fix(config.hard_examples.folder)}),
     }
     cameras = []
     for cam in config.cameras:

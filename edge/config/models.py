@@ -245,6 +245,23 @@ class EvidenceConfig(Strict):
     )
 
 
+class HardExamplesConfig(Strict):
+    """Frames worth labelling, queued for retraining (`sitesentry dataset export-queue`)."""
+
+    enabled: bool = Field(False, description="Queue frames with violations or uncertain detections.")
+    folder: Path = Field(Path("var/hard-examples"), description="Where queued frames are written.")
+    max_items: int = Field(2000, ge=1, description="Queue bound; the oldest items are evicted first.")
+    min_interval_s: float = Field(
+        10.0, ge=0, description="Per camera and reason, at most one frame this often."
+    )
+    uncertain_below: float = Field(
+        0.45,
+        gt=0,
+        lt=1,
+        description="A box kept by the thresholds but scoring below this marks the frame uncertain.",
+    )
+
+
 class TlsConfig(Strict):
     """TLS for the MQTT connection."""
 
@@ -332,6 +349,10 @@ class SiteConfig(Strict):
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, description="Snapshots and clips.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Alert delivery over MQTT.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics.")
+    hard_examples: HardExamplesConfig = Field(
+        default_factory=HardExamplesConfig,
+        description="Frames saved for labelling (personal data: see PDPO).",
+    )
     alarms: AlarmHookConfig | None = Field(
         None, description="Local alarm on the edge box (a command and/or a sound) when a violation starts."
     )

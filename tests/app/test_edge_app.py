@@ -1,5 +1,6 @@
 """The whole edge pipeline on the sample video with the shipped model: events, evidence, control, shutdown."""
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -30,6 +31,9 @@ def config(tmp_path):
                 update={"folder": tmp_path / "evidence", "pre_s": 1, "post_s": 1}
             ),
             "rules": site.rules.model_copy(update={"debounce_s": 0.3, "max_new_events_per_min": 1000}),
+            "hard_examples": site.hard_examples.model_copy(
+                update={"enabled": True, "folder": tmp_path / "queue", "min_interval_s": 0}
+            ),
         }
     )
 
@@ -100,6 +104,9 @@ def test_sample_video_gives_real_violations_with_evidence_and_one_broken_camera_
     # The broken camera was reported and retried; the good one reached the end of its file.
     assert ("broken", "reconnecting") in sink.statuses or ("broken", "offline") in sink.statuses
     assert ("gate", "ended") in sink.statuses
+    # Frames with violations were queued for labelling, with the model's boxes as YOLO labels.
+    queued = [json.loads(p.read_text()) for p in (config.hard_examples.folder).rglob("*.json")]
+    assert any(item["reason"] == "violation" for item in queued)
     metrics = generate_latest(app.registry).decode()
     assert 'sitesentry_stage_seconds_count{camera="gate",stage="inference"}' in metrics
 

@@ -172,6 +172,7 @@ def run_bench(
     reference: bool = True,
     weights: Path | None = None,
     e2e_seconds: float = 20.0,
+    mqtt: bool = True,
 ) -> dict[str, Any]:
     """Run every measurement and return one JSON-ready dict."""
     if not video.is_file():
@@ -192,6 +193,10 @@ def run_bench(
     results["pipeline"] = stage_latency(model, video, frames)
     results["end_to_end"] = [end_to_end_fps(model, video, n, e2e_seconds) for n in (1, 4)]
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if mqtt:
+        from edge.mqtt.bench import run_mqtt_bench
+
+        results["mqtt"] = run_mqtt_bench()
     if reference:
         try:
             import ultralytics  # noqa: F401

@@ -154,13 +154,16 @@ def bench(
     weights: Annotated[
         Path | None, typer.Option(help="PyTorch weights for the ultralytics reference.")
     ] = None,
+    mqtt: Annotated[bool, typer.Option(help="Also measure alert delivery through outbox and broker.")] = True,
 ) -> None:
     """Measure per-stage latency, end-to-end fps for 1 and 4 cameras, memory, and ultralytics as reference."""
     from edge.bench import run_bench
 
     setup_logging("WARNING")
     try:
-        results = run_bench(video=video, model=model, frames=frames, reference=reference, weights=weights)
+        results = run_bench(
+            video=video, model=model, frames=frames, reference=reference, weights=weights, mqtt=mqtt
+        )
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     text = json.dumps(results, indent=2)

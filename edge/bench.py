@@ -45,7 +45,8 @@ def _read_frames(video: Path, count: int) -> tuple[list[np.ndarray], list[float]
     capture = cv2.VideoCapture(str(video))
     if not capture.isOpened():
         raise ValueError(f"{video}: not a readable video")
-    frames, decode_ms = [], []
+    frames: list[np.ndarray] = []
+    decode_ms: list[float] = []
     while len(frames) < count:
         t0 = time.perf_counter()
         ok, image = capture.read()
@@ -94,7 +95,7 @@ def stage_latency(model: Path, video: Path, frames: int) -> dict[str, Any]:
                     events += 1
             t5 = time.perf_counter()
             for name, value in zip(stages, ((t1 - t0), (t2 - t1), (t3 - t2)), strict=False):
-                value and stages[name].append(value * 1e3)
+                stages[name].append(value * 1e3)
             stages["tracking"].append(result.stage_ms["tracking"])
             stages["rules"].append(result.stage_ms["rules"])
             stages["evidence"].append((t5 - t4) * 1e3)

@@ -35,7 +35,7 @@ def annotate_file(detector: Detector, source: Path, out: Path | None = None) -> 
         raise ValueError(f"{source}: not a readable image or video")
     fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
     out = out or source.with_name(f"{source.stem}.annotated.mp4")
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
     if not writer.isOpened():
         capture.release()
         raise OSError(f"{out}: could not open the video writer")

@@ -94,7 +94,7 @@ def _resolve_paths(config: SiteConfig, base: Path) -> SiteConfig:
     def fix(p: Path) -> Path:
         return p if p.is_absolute() else (base / p).resolve()
 
-    updates = {
+    updates: dict[str, Any] = {
         "model": config.model.model_copy(update={"path": fix(config.model.path)}),
         "evidence": config.evidence.model_copy(update={"folder": fix(config.evidence.folder)}),
         "mqtt": config.mqtt.model_copy(update={"outbox": fix(config.mqtt.outbox)}),

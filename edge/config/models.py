@@ -23,6 +23,10 @@ Identifier = Annotated[
 Point = tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]]
 PPEItem = Literal["helmet", "vest"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Provider = Literal["tensorrt", "cuda", "openvino", "cpu"]
+DEFAULT_PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
+DEFAULT_PPE: tuple[PPEItem, ...] = ("helmet", "vest")
 
 
 class Strict(BaseModel):
@@ -55,7 +59,7 @@ class Schedule(Strict):
     """When a rule or zone is active, in the site's time zone. Start after end wraps past midnight."""
 
     days: list[Weekday] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+        default_factory=lambda: list(WEEKDAYS),
         description="Days of the week on which the schedule applies.",
     )
     start: time = Field(time(0, 0), description="Start of the active window, HH:MM.")
@@ -166,8 +170,8 @@ class ModelConfig(Strict):
         0.3, gt=0, lt=1, description="Threshold for classes not in `confidence`."
     )
     iou: float = Field(0.5, gt=0, lt=1, description="IoU above which same-class boxes are merged by NMS.")
-    providers: list[Literal["tensorrt", "cuda", "openvino", "cpu"]] = Field(
-        default_factory=lambda: ["tensorrt", "cuda", "cpu"],
+    providers: list[Provider] = Field(
+        default_factory=lambda: list(DEFAULT_PROVIDERS),
         description="Execution providers in order of preference; unavailable ones are skipped and logged.",
     )
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: ONNX Runtime decides).")
@@ -188,7 +192,7 @@ class RulesConfig(Strict):
     """Site-wide violation rules; cameras may override them."""
 
     require: list[PPEItem] = Field(
-        default_factory=lambda: ["helmet", "vest"], description="PPE required everywhere on site."
+        default_factory=lambda: list(DEFAULT_PPE), description="PPE required everywhere on site."
     )
     debounce_s: float = Field(
         1.0, ge=0, description="A violation must hold this long before an event starts."

@@ -90,10 +90,10 @@ def class_aware_nms(
     if len(xyxy) == 0:
         return np.zeros(0, np.int64)
     xywh = np.column_stack([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]])
-    kept = cv2.dnn.NMSBoxesBatched(
+    raw = cv2.dnn.NMSBoxesBatched(
         xywh.tolist(), confidence.tolist(), class_id.tolist(), score_threshold=0.0, nms_threshold=float(iou)
     )
-    kept = np.asarray(kept, dtype=np.int64).reshape(-1)
+    kept = np.asarray(raw, dtype=np.int64).reshape(-1)
     kept = kept[np.argsort(-confidence[kept], kind="stable")]
     return kept[:max_det]
 

@@ -39,7 +39,7 @@ class PersonTracker:
         )
         # Fixed-rate mode: with timestamps, trackers 2.6 dropped every track at 0.5 s frame gaps (2 fps).
         tracked = self._tracker.update(sv_detections)
-        if tracked.tracker_id is None:
+        if tracked.tracker_id is None or tracked.confidence is None:
             return ()
         tracks = []
         for xyxy, confidence, track_id in zip(

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from edge.config.models import Schedule
-
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+from edge.config.models import WEEKDAYS, Schedule
 
 
 def is_active(schedules: Sequence[Schedule], now: datetime) -> bool:

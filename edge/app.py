@@ -55,6 +55,7 @@ class CameraRuntime:
     paused: bool = False
     recent: list[float] = field(default_factory=list)  # processing times, for fps
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))  # capture to result
+    frame_size: tuple[int, int] | None = None  # of the last analysed frame, to normalise closing boxes
 
     def fps(self, now: float, window_s: float = 10.0) -> float:
         """Frames processed per second over the last window."""
@@ -298,6 +299,7 @@ class EdgeApp:
             log.exception("camera %s: frame %d failed", camera, frame.seq)
             return
         now = time.time()
+        runtime.frame_size = frame.size
         runtime.recent.append(now)
         runtime.latencies_ms.append((now - frame.captured_at) * 1e3)
         self._fps.labels(camera).set(runtime.fps(now))
@@ -365,13 +367,13 @@ class EdgeApp:
     def _camera_status(self, camera_id: str, status: CameraStatus, detail: str | None) -> None:
         runtime = self.cameras.get(camera_id)
         if runtime is not None and status is CameraStatus.ONLINE:
-            runtime.pipeline.reset_tracks()  # a reconnected stream may show a different scene
+            with self._lock:  # the inference thread may be stepping this camera's tracker right now
+                runtime.pipeline.reset_tracks()  # a reconnected stream may show a different scene
         if self.alerts is not None:
             self.alerts.publish_camera_status(camera_id, status.value, detail)
 
     def _frame_size(self, runtime: CameraRuntime) -> tuple[int, int]:
-        frame = runtime.reader.latest()
-        return frame.size if frame is not None else (1, 1)
+        return runtime.frame_size or (1, 1)
 
     def heartbeat_stats(self) -> dict[str, Any]:
         """Figures for the MQTT heartbeat: per camera fps, capture-to-result latency, drops; queue depths."""

@@ -88,6 +88,7 @@ class EdgeApp:
         self._lock = threading.Lock()
         self._evidence_lock = threading.Lock()
         self._evidence_refs: OrderedDict[UUID, tuple[EvidenceRef, ...]] = OrderedDict()
+        self._ended: OrderedDict[UUID, SafetyEvent] = OrderedDict()  # for clips that finish after the end
         self.evidence = EvidenceRecorder(
             config.evidence,
             zones={c.id: c.zones for c in config.cameras},
@@ -167,9 +168,14 @@ class EdgeApp:
         for runtime in self.cameras.values():
             runtime.reader.stop(timeout=2.0)
         now = time.time()
-        for runtime in self.cameras.values():
-            for event in runtime.pipeline.lifecycle.close_all(now, self._frame_size(runtime)):
-                self._emit(event, None)
+        with self._lock:  # in case the inference thread outlived the join timeout
+            closing = [
+                event
+                for runtime in self.cameras.values()
+                for event in runtime.pipeline.lifecycle.close_all(now, self._frame_size(runtime))
+            ]
+        for event in closing:
+            self._emit(event, None)
         self.evidence.stop(timeout)
         self.retention.stop()
         if self.alerts is not None:
@@ -193,7 +199,7 @@ class EdgeApp:
 
     # -- control ---------------------------------------------------------------------------------
     def set_rule_enabled(self, rule: Rule, enabled: bool, camera_id: str | None = None) -> None:
-        """Switch a rule on or off for one camera or all; open events of a disabled rule end at once."""
+        """Switch a rule on or off for one camera or all; open events of a disabled rule end normally."""
         targets = [self._camera(camera_id)] if camera_id else list(self.cameras.values())
         with self._lock:
             for runtime in targets:
@@ -286,11 +292,17 @@ class EdgeApp:
         camera = runtime.config.id
         try:
             with self._lock:
+                if runtime.paused:  # disabled by control while this frame was being detected
+                    return
                 result = runtime.pipeline.step(frame, detections, timings)
             t0 = time.perf_counter()
             self.evidence.observe(result)
             for event in result.events:
-                self._emit(event, result)
+                try:  # one failed delivery must not cost the other events of this frame
+                    self._emit(event, result)
+                except Exception:
+                    self._errors.labels(camera, "emit").inc()
+                    log.exception("camera %s: event %s could not be emitted", camera, event.event_id)
             if self.hard_examples is not None:
                 self._queue_hard_example(result)
             result.stage_ms["evidence"] = (time.perf_counter() - t0) * 1e3
@@ -344,10 +356,16 @@ class EdgeApp:
             event.peak_confidence,
             extra={"camera": event.camera_id, "event_id": str(event.event_id), "rule": event.rule.value},
         )
+        if event.phase is Phase.END:
+            with self._evidence_lock:
+                self._ended[event.event_id] = event
+                while len(self._ended) > EVIDENCE_REFS_KEPT:
+                    self._ended.popitem(last=False)
         if self.alerts is not None:
             self.alerts.publish_event(event)
-            if event.phase is Phase.START:
+            if event.phase in (Phase.START, Phase.END):  # sirens switch on at the start, off at the end
                 self.alerts.publish_alarm(event)
+            if event.phase is Phase.START:
                 if result is not None:
                     self.alerts.publish_snapshot(event.camera_id, self.evidence.snapshot_jpeg(result))
         if self.on_event is not None:
@@ -357,8 +375,12 @@ class EdgeApp:
         """A clip finished after the start event went out: send an update carrying its checksum."""
         with self._evidence_lock:
             known = self._evidence_refs.get(event.event_id, event.evidence)
+            ended = self._ended.get(event.event_id)
         refs = tuple(r for r in known if r.kind != "clip") + (clip,)
-        update = self._remember_evidence(replace(event, phase=Phase.UPDATE, evidence=refs))
+        # A clip can finish after its violation ended: then repeat the END with the clip, so a consumer
+        # that upserts by event id never sees a closed event reopen.
+        latest = replace(ended, evidence=refs) if ended is not None else replace(event, phase=Phase.UPDATE)
+        update = self._remember_evidence(replace(latest, evidence=refs))
         if self.alerts is not None:
             self.alerts.publish_event(update)
         if self.on_event is not None:

@@ -93,9 +93,11 @@ def run(
         runtime = Runtime.build(site)
     except (ConfigError, ValueError, OSError) as exc:
         raise fail(str(exc)) from None
-    runtime.start()
     try:
+        runtime.start()
         runtime.app.wait(stop)
+    except (ValueError, OSError) as exc:  # e.g. the metrics port is taken
+        raise fail(str(exc)) from None
     finally:
         runtime.stop()
 

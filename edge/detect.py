@@ -25,6 +25,8 @@ def annotate_file(detector: Detector, source: Path, out: Path | None = None) -> 
         detections = detector.detect(image)
         counts.update(detections.labels())
         out = out or source.with_name(f"{source.stem}.annotated{source.suffix}")
+        if out.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"{out}: an annotated image needs one of {', '.join(sorted(IMAGE_SUFFIXES))}")
         if not cv2.imwrite(str(out), draw_detections(image, detections)):
             raise OSError(f"{out}: could not write the annotated image")
         return out, dict(counts)
@@ -35,6 +37,9 @@ def annotate_file(detector: Detector, source: Path, out: Path | None = None) -> 
         raise ValueError(f"{source}: not a readable image or video")
     fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
     out = out or source.with_name(f"{source.stem}.annotated.mp4")
+    if out.suffix.lower() not in {".mp4", ".avi", ".mkv", ".mov"}:
+        capture.release()
+        raise ValueError(f"{out}: an annotated video needs .mp4, .avi, .mkv or .mov")
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
     if not writer.isOpened():
         capture.release()

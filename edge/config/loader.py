@@ -110,4 +110,12 @@ def _resolve_paths(config: SiteConfig, base: Path) -> SiteConfig:
             src = str((base / src).resolve())
         cameras.append(cam.model_copy(update={"source": src}))
     updates["cameras"] = cameras
+    tls = config.mqtt.tls
+    if tls is not None:
+        files = {
+            k: fix(v) for k in ("ca_file", "cert_file", "key_file") if (v := getattr(tls, k)) is not None
+        }
+        updates["mqtt"] = updates["mqtt"].model_copy(update={"tls": tls.model_copy(update=files)})
+    if config.alarms is not None and config.alarms.sound_file is not None:
+        updates["alarms"] = config.alarms.model_copy(update={"sound_file": fix(config.alarms.sound_file)})
     return config.model_copy(update=updates)

@@ -221,6 +221,15 @@ class RulesConfig(Strict):
     torso_region: tuple[float, float] = Field(
         (0.15, 0.7), description="Vertical band [top, bottom] of a person box where the vest must be."
     )
+
+    @field_validator("torso_region")
+    @classmethod
+    def _torso_band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        top, bottom = value
+        if not 0 <= top < bottom <= 1:
+            raise ValueError("needs 0 <= top < bottom <= 1 (shares of the person box height)")
+        return value
+
     min_person_px: int = Field(
         40,
         ge=0,

@@ -83,7 +83,13 @@ class OnnxDetector:
         input_meta = self.session.get_inputs()[0]
         self._input_name = input_meta.name
         self._input_dtype = np.float16 if "float16" in input_meta.type else np.float32
-        self.detect(np.full((*self.info.imgsz, 3), 114, np.uint8))  # warm-up: first run allocates
+        try:  # warm-up: the first run allocates, and proves the graph really runs on this input
+            self.detect(np.full((*self.info.imgsz, 3), 114, np.uint8))
+        except Exception as exc:  # onnxruntime raises its own unrelated error types
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ModelError(
+                f"{self.path}: the model does not run on a {self.info.imgsz} image ({first_line})"
+            ) from None
         log.info(
             "loaded %s (%s %s) on %s, input %sx%s, batch %s",
             self.path,
@@ -125,6 +131,11 @@ class OnnxDetector:
                 f"ultralytics has one output of shape [batch, {4 + len(names)}, anchors]"
             )
         batch = batch_dim if isinstance(batch_dim, int) else None
+        if batch is not None and batch != 1:
+            raise ModelError(
+                f"{self.path}: fixed batch size {batch} is not supported; "
+                "export with batch 1 or a dynamic batch axis"
+            )
         return ModelInfo(
             name=meta.get("model_name") or meta.get("description") or self.path.stem,
             version=meta.get("model_version") or meta.get("version", "unknown"),

@@ -15,7 +15,7 @@ from edge.config.models import MqttConfig
 log = logging.getLogger(__name__)
 
 
-class EmbeddedBrokerError(RuntimeError):
+class EmbeddedBrokerError(ValueError):
     """The embedded broker could not start or stop (message says where and why)."""
 
 
@@ -125,6 +125,11 @@ def ensure_broker(config: MqttConfig) -> tuple[MqttConfig, EmbeddedBroker | None
     """Start the embedded broker when no broker is configured; return the config to connect with, and it."""
     if config.host is not None:
         return config, None
-    broker = EmbeddedBroker("127.0.0.1", config.port).start()
+    try:
+        broker = EmbeddedBroker("127.0.0.1", config.port).start()
+    except EmbeddedBrokerError as exc:
+        # Port taken (often a system Mosquitto on 1883): a demo should still run, on a free port.
+        log.warning("%s; using a free port instead", exc)
+        broker = EmbeddedBroker("127.0.0.1", 0).start()
     # amqtt speaks 3.1.1 only: saying so up front spares a refused MQTT 5 attempt on every start.
     return config.model_copy(update={"host": "127.0.0.1", "port": broker.port, "protocol": "3.1.1"}), broker

@@ -74,9 +74,9 @@ class ControlHandler:
 
     def handle(self, request: ControlRequest) -> ControlOutcome:
         """Check, parse and run one request; any failure becomes an error reply."""
-        request_id = _guess_request_id(request.payload)
         if len(request.payload) > self._max_bytes:
-            return self._reject(request_id, "too_large", f"command is larger than {self._max_bytes} bytes")
+            return self._reject(None, "too_large", f"command is larger than {self._max_bytes} bytes")
+        request_id = _guess_request_id(request.payload)
         if not request.mqtt5:
             return self._reject(
                 request_id,
@@ -92,8 +92,8 @@ class ControlHandler:
             return self._reject(request_id, "unauthorised", f"{who} may not send control commands")
         try:
             data = json.loads(request.payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return self._reject(request_id, "malformed", f"not JSON: {exc}")
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            return self._reject(request_id, "malformed", f"not JSON: {str(exc)[:120]}")
         try:
             command = ControlCommand.model_validate(data)
         except ValidationError as exc:
@@ -156,7 +156,7 @@ def _guess_request_id(payload: bytes) -> str | None:
         return None
     try:
         data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # bad JSON, huge numbers, absurd nesting
         return None
     value = data.get("request_id") if isinstance(data, dict) else None
     if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable():

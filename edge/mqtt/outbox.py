@@ -31,7 +31,7 @@ CREATE INDEX IF NOT EXISTS outbox_droppable ON outbox (droppable, id);
 _DROP_LOG_EVERY_S = 10.0
 
 
-class OutboxError(RuntimeError):
+class OutboxError(ValueError):
     """The outbox file cannot be used (message names the file and what to do)."""
 
 
@@ -137,8 +137,13 @@ class Outbox:
                     (topic, payload, qos, int(retain), kind, key, int(droppable), time.time()),
                 )
                 db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise OutboxError(f"{self.path}: cannot write the outbox ({exc})") from exc
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
             if dropped is not None:
                 self._count -= 1

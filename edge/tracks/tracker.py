@@ -28,6 +28,8 @@ class PersonTracker:
             minimum_consecutive_frames=min_consecutive_frames,
             high_conf_det_threshold=high_confidence,
         )
+        self._id_offset = 0
+        self._max_id = -1
 
     def update(self, detections: Detections) -> tuple[Track, ...]:
         """Feed one frame's detections; return the confirmed person tracks in this frame."""
@@ -48,9 +50,12 @@ class PersonTracker:
             if track_id < 0:  # not yet confirmed
                 continue
             x1, y1, x2, y2 = (float(v) for v in xyxy)
-            tracks.append(Track(int(track_id), (x1, y1, x2, y2), float(confidence)))
+            unique_id = int(track_id) + self._id_offset  # the debouncer and zones key their state on it
+            self._max_id = max(self._max_id, unique_id)
+            tracks.append(Track(unique_id, (x1, y1, x2, y2), float(confidence)))
         return tuple(tracks)
 
     def reset(self) -> None:
-        """Forget every track, e.g. after a camera reconnects to a different view."""
+        """Forget every track, e.g. after a camera reconnects; ids keep rising so none is ever reused."""
+        self._id_offset = self._max_id + 1
         self._tracker.reset()

@@ -47,7 +47,8 @@ class RuleEngine:
         persons = np.array([t.xyxy for t in tracks], np.float32)
         statuses = assign_ppe(persons, detections, self.rules, np.array([t.confidence for t in tracks]))
         out: list[Violation] = []
-        if is_active(self.rules.schedules, now):
+        site_active = is_active(self.rules.schedules, now)
+        if site_active:
             for item in self.rules.require:
                 out.extend(self._ppe_violations(item, None, tracks, statuses, range(len(tracks))))
         for zone in self.zones:
@@ -64,8 +65,8 @@ class RuleEngine:
                         )
                     )
             for item in zone.config.require:
-                if item in self.rules.require:
-                    continue  # already required everywhere in view; one event, not two
+                if site_active and item in self.rules.require:
+                    continue  # already required everywhere in view right now; one event, not two
                 out.extend(self._ppe_violations(item, zone.config.id, tracks, statuses, inside))
         return tuple(out)
 

@@ -45,6 +45,8 @@ class Recorder:
         self.events: list[SafetyEvent] = []
         self.statuses: list[tuple[str, str]] = []
         self.snapshots: dict[str, bytes] = {}
+        self.alarms: list[SafetyEvent] = []
+        self.frames = 0
         self.lock = threading.Lock()
 
     def start(self) -> None: ...
@@ -54,7 +56,13 @@ class Recorder:
         with self.lock:
             self.events.append(event)
 
-    def publish_alarm(self, event: SafetyEvent) -> None: ...
+    def publish_alarm(self, event: SafetyEvent) -> None:
+        with self.lock:
+            self.alarms.append(event)
+
+    def count_frame(self, _result: object) -> None:
+        with self.lock:
+            self.frames += 1
 
     def publish_camera_status(self, camera_id: str, status: str, detail: str | None) -> None:
         with self.lock:
@@ -90,6 +98,14 @@ def test_sample_video_gives_real_violations_with_evidence_and_one_broken_camera_
     # Every started event ends (at the latest on shutdown), with the same id and a duration.
     assert {e.event_id for e in starts} == {e.event_id for e in ends}
     assert all(e.duration_s is not None and e.duration_s >= 0 for e in ends)
+    # Nothing reopens a closed event: after an END only a repeated END (carrying the clip) may follow.
+    for event_id in {e.event_id for e in ends}:
+        phases = [e.phase for e in sink.events if e.event_id == event_id]
+        after_end = phases[phases.index(Phase.END) :]
+        assert set(after_end) == {Phase.END}, phases
+    # Sirens: switched on when a violation starts and off when it ends.
+    assert {e.event_id for e in sink.alarms if e.phase is Phase.START} == {e.event_id for e in starts}
+    assert {e.event_id for e in sink.alarms if e.phase is Phase.END} == {e.event_id for e in starts}
     # Evidence: a snapshot on disk whose checksum matches, and a clip that opens.
     folder = config.evidence.folder
     for event in starts:
@@ -111,16 +127,25 @@ def test_sample_video_gives_real_violations_with_evidence_and_one_broken_camera_
     assert 'sitesentry_stage_seconds_count{camera="gate",stage="inference"}' in metrics
 
 
-def test_rules_can_be_disabled_at_run_time(config):
-    one_camera = config.model_copy(update={"cameras": config.cameras[:1]})
+def test_rules_disabled_at_run_time_start_no_new_events(config):
+    camera = config.cameras[0].model_copy(update={"loop": True})
+    one_camera = config.model_copy(update={"cameras": [camera]})
     sink = Recorder()
-    app = EdgeApp(one_camera, alerts=sink)
-    app.set_rule_enabled(Rule.NO_HELMET, False)
-    app.set_rule_enabled(Rule.NO_VEST, False)
-    app.set_rule_enabled(Rule.ZONE_ENTRY, False)
+    app = EdgeApp(one_camera, alerts=sink, on_result=sink.count_frame)
     app.start()
+    deadline = time.monotonic() + 120
+    while not any(e.phase is Phase.START for e in list(sink.events)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert any(e.phase is Phase.START for e in sink.events), "violations fire while the rules are on"
+    for rule in Rule:
+        app.set_rule_enabled(rule, False)
+    time.sleep(0.5)  # a frame already in flight may still carry a start
+    with sink.lock:
+        seen, frames_then = len(sink.events), sink.frames
     time.sleep(8)
     app.stop()
-    assert sink.events == []
+    later_starts = [e for e in sink.events[seen:] if e.phase is Phase.START]
+    assert sink.frames > frames_then + 5, "frames kept being analysed"
+    assert later_starts == []
     with pytest.raises(KeyError, match="unknown camera 'nope'"):
         app.set_camera_enabled("nope", False)

@@ -118,3 +118,10 @@ def test_schema_documents_every_field():
         if "description" not in spec
     ]
     assert missing == []
+
+
+def test_an_inverted_torso_band_is_refused(tmp_path):
+    data = base()
+    data["rules"]["torso_region"] = [0.9, 0.1]
+    with pytest.raises(ConfigError, match=r"rules.torso_region: needs 0 <= top < bottom <= 1"):
+        load_config(write(tmp_path, data))

@@ -138,3 +138,12 @@ def test_boxes_match_ultralytics_predictions_on_the_same_onnx_file(detector, tmp
         np.testing.assert_allclose(ours.confidence[mine], theirs.conf.numpy()[order], atol=1e-3)
         compared += len(ours)
     assert compared > 10
+
+
+def test_a_fixed_batch_larger_than_one_is_refused_with_a_clear_error(tmp_path):
+    model = onnx.load(MODEL)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4
+    path = tmp_path / "batch4.onnx"
+    onnx.save(model, path)
+    with pytest.raises(ModelError, match="fixed batch size 4 is not supported"):
+        OnnxDetector(path)

@@ -135,6 +135,7 @@ def test_malformed_control_messages_are_rejected_counted_and_the_edge_keeps_work
         b'{"request_id": "r 7", "action": "enable", "camera": "gate"}',
         b'{"request_id": "r-8", "action": "enable", "camera": "gate", "sudo": true}',
         json.dumps({"request_id": "r-9", "action": "enable", "camera": "gate", "pad": "x" * 10_000}).encode(),
+        b"[" * 3000,  # nesting deep enough to blow the JSON parser's recursion limit
     ]
     for n, payload in enumerate(bad):
         rig.send(payload, response=f"ops/replies/{n}")
@@ -143,7 +144,7 @@ def test_malformed_control_messages_are_rejected_counted_and_the_edge_keeps_work
     assert all(r["status"] == "error" for r in replies)
     assert [r["request_id"] for r in replies][3:6] == ["r-4", "r-5", "r-6"]
     counts = rig.pub.stats()["control"]
-    assert (counts["malformed"], counts["too_large"]) == (8, 1)
+    assert (counts["malformed"], counts["too_large"]) == (9, 1)
     # Still alive: events flow and a good command works.
     rig.pub.publish_event(make_event())
     assert rig.pub.wait_delivered(10)

@@ -55,8 +55,22 @@ def load_or_exit(path: Path) -> SiteConfig:
 def config_check(file: Annotated[Path, typer.Argument(help="Site YAML file.")]) -> None:
     """Validate a site config and print every error with its location."""
     config = load_or_exit(file)
+    for warning in missing_files(config):
+        console.print(f"[yellow]warning:[/] {redact(warning)}", highlight=False, soft_wrap=True)
     cams = ", ".join(c.id for c in config.cameras) or "none"
     typer.echo(f"{file}: OK (site {config.site.id}, cameras: {cams})")
+
+
+def missing_files(config: SiteConfig) -> list[str]:
+    """Files the config names that do not exist here (valid config, but `run` would fail or retry)."""
+    out = []
+    if not config.model.path.is_file():
+        out.append(f"model.path: {config.model.path} does not exist")
+    for i, camera in enumerate(config.cameras):
+        is_stream = camera.source.startswith(("rtsp://", "rtsps://", "http://", "https://", "usb:"))
+        if not is_stream and not Path(camera.source).is_file():
+            out.append(f"cameras[{i}].source: {camera.source} does not exist")
+    return out
 
 
 @config_app.command("schema")

@@ -149,3 +149,21 @@ def test_rules_disabled_at_run_time_start_no_new_events(config):
     assert later_starts == []
     with pytest.raises(KeyError, match="unknown camera 'nope'"):
         app.set_camera_enabled("nope", False)
+
+
+def test_control_commands_switch_rules_and_cameras_of_the_real_app(config):
+    from edge.mqtt.payloads import ControlCommand
+    from edge.runtime import apply_control
+
+    app = EdgeApp(config.model_copy(update={"cameras": config.cameras[:1]}), alerts=Recorder())
+    engine = app.cameras["gate"].pipeline.engine
+    result = apply_control(
+        app, ControlCommand(request_id="r1", action="disable", rule="no_vest", camera="gate")
+    )
+    assert result.ok and Rule.NO_VEST in engine.disabled
+    assert apply_control(app, ControlCommand(request_id="r2", action="enable", rule="no_vest")).ok
+    assert Rule.NO_VEST not in engine.disabled
+    assert apply_control(app, ControlCommand(request_id="r3", action="disable", camera="gate")).ok
+    assert app.cameras["gate"].paused
+    refused = apply_control(app, ControlCommand(request_id="r4", action="disable", camera="crane-cam"))
+    assert not refused.ok and "unknown camera 'crane-cam'" in refused.message

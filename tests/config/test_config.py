@@ -125,3 +125,16 @@ def test_an_inverted_torso_band_is_refused(tmp_path):
     data["rules"]["torso_region"] = [0.9, 0.1]
     with pytest.raises(ConfigError, match=r"rules.torso_region: needs 0 <= top < bottom <= 1"):
         load_config(write(tmp_path, data))
+
+
+def test_config_check_warns_about_files_that_do_not_exist(tmp_path):
+    data = base()
+    data["cameras"][0]["source"] = "missing.mp4"
+    data["model"]["path"] = "nowhere.onnx"
+    path = write(tmp_path, data)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "config", "check", str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0
+    assert f"cameras[0].source: {tmp_path / 'missing.mp4'} does not exist" in proc.stderr
+    assert f"model.path: {tmp_path / 'nowhere.onnx'} does not exist" in proc.stderr

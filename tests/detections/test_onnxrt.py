@@ -113,6 +113,14 @@ def test_tiling_finds_small_people_the_full_frame_misses(detector):
     full = detector.detect(mosaic)
     tiled = detect_tiled(detector, mosaic, TilingConfig(enabled=True, rows=3, cols=3, overlap=0.1), iou=0.5)
     assert len(tiled.of("person")) > len(full.of("person"))
+    # Merging removed the duplicates that overlapping tiles produce: no two persons overlap like one.
+    boxes = tiled.of("person").xyxy
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            a, b = boxes[i], boxes[j]
+            inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+            union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+            assert inter / union <= 0.5
 
 
 @pytest.mark.train

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -81,6 +82,9 @@ class OnnxDetector:
         self.max_det = max_det
         self.thresholds = threshold_vector(self.info.names, confidence, default_confidence)
         input_meta = self.session.get_inputs()[0]
+        # Fewer pixels, same detections: a dynamic-shape model takes a letterboxed rectangle, not a square.
+        self._dynamic_hw = not all(isinstance(d, int) for d in input_meta.shape[2:])
+        self._stride = int(self.info.metadata.get("stride", 32))
         self._input_name = input_meta.name
         self._input_dtype = np.float16 if "float16" in input_meta.type else np.float32
         try:  # warm-up: the first run allocates, and proves the graph really runs on this input
@@ -146,9 +150,25 @@ class OnnxDetector:
             providers=list(self.session.get_providers()),
         )
 
+    def input_size(self, images: Sequence[np.ndarray]) -> tuple[int, int]:
+        """Pick the input (h, w): the model's fixed size, or for a dynamic-shape model the smallest
+        stride-aligned rectangle that holds every image scaled to fit imgsz (4:3 video: 416x320, not 416x416).
+        """
+        if not self._dynamic_hw:
+            return self.info.imgsz
+        h_max, w_max = self.info.imgsz
+        out_h = out_w = 0
+        for image in images:
+            h0, w0 = image.shape[:2]
+            gain = min(h_max / h0, w_max / w0)
+            out_h = max(out_h, math.ceil(round(h0 * gain) / self._stride) * self._stride)
+            out_w = max(out_w, math.ceil(round(w0 * gain) / self._stride) * self._stride)
+        return min(out_h, h_max), min(out_w, w_max)
+
     def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list]:
         """Letterbox and stack images into the model's input tensor."""
-        boxed = [letterbox(image, self.info.imgsz) for image in images]
+        size = self.input_size(images)
+        boxed = [letterbox(image, size) for image in images]
         return to_blob([b[0] for b in boxed], self._input_dtype), [b[1] for b in boxed]
 
     def infer(self, blob: np.ndarray) -> np.ndarray:

@@ -155,3 +155,19 @@ def test_a_fixed_batch_larger_than_one_is_refused_with_a_clear_error(tmp_path):
     onnx.save(model, path)
     with pytest.raises(ModelError, match="fixed batch size 4 is not supported"):
         OnnxDetector(path)
+
+
+def test_dynamic_model_takes_a_letterboxed_rectangle_and_finds_the_same_people(detector):
+    capture = cv2.VideoCapture(str(VIDEO))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 150)
+    ok, frame = capture.read()
+    capture.release()
+    assert ok and frame.shape[:2] == (480, 640)
+    assert detector.input_size([frame]) == (320, 416)  # 4:3 video: 23 % fewer pixels than 416x416
+    rect = detector.detect(frame).of("person")
+    square = OnnxDetector(MODEL, default_confidence=0.25)
+    square._dynamic_hw = False  # the fixed-square path, as for a model exported with a static shape
+    full = square.detect(frame).of("person")
+    assert abs(len(rect) - len(full)) <= 1 and len(full) >= 3
+    for box in full.xyxy:
+        assert np.abs(rect.xyxy - box).max(axis=1).min() < 12  # the same person, within a few pixels

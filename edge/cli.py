@@ -67,8 +67,7 @@ def missing_files(config: SiteConfig) -> list[str]:
     if not config.model.path.is_file():
         out.append(f"model.path: {config.model.path} does not exist")
     for i, camera in enumerate(config.cameras):
-        is_stream = camera.source.startswith(("rtsp://", "rtsps://", "http://", "https://", "usb:"))
-        if not is_stream and not Path(camera.source).is_file():
+        if not camera.is_stream and not Path(camera.source).is_file():
             out.append(f"cameras[{i}].source: {camera.source} does not exist")
     return out
 

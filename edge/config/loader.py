@@ -102,12 +102,11 @@ def _resolve_paths(config: SiteConfig, base: Path) -> SiteConfig:
     }
     cameras = []
     for cam in config.cameras:
-        src = cam.source
-        if (
-            not (src.startswith(("rtsp://", "rtsps://", "http://", "https://", "usb:")))
-            and not Path(src).is_absolute()
-        ):
-            src = str((base / src).resolve())
+        src = (
+            cam.source
+            if cam.is_stream or Path(cam.source).is_absolute()
+            else str((base / cam.source).resolve())
+        )
         cameras.append(cam.model_copy(update={"source": src}))
     updates["cameras"] = cameras
     tls = config.mqtt.tls

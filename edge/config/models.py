@@ -24,6 +24,8 @@ Point = tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, 
 PPEItem = Literal["helmet", "vest"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: Camera sources that are not file paths (files resolve against the config file's folder).
+STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "usb:")
 Provider = Literal["tensorrt", "cuda", "openvino", "cpu"]
 DEFAULT_PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
 DEFAULT_PPE: tuple[PPEItem, ...] = ("helmet", "vest")
@@ -146,6 +148,11 @@ class CameraConfig(Strict):
     tiling: TilingConfig = Field(
         default_factory=TilingConfig, description="Slicing for small, distant workers."
     )
+
+    @property
+    def is_stream(self) -> bool:
+        """True when the source is a network stream or USB camera rather than a file path."""
+        return self.source.startswith(STREAM_PREFIXES)
 
     @model_validator(mode="after")
     def _unique_zones(self) -> CameraConfig:

@@ -84,6 +84,8 @@ class EdgeApp:
         self.on_result = on_result
         self.on_event = on_event
         self._stop = threading.Event()
+        # Readers set this on every new frame, so the inference loop sleeps until there is work.
+        self._frame_arrived = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._evidence_lock = threading.Lock()
@@ -144,6 +146,7 @@ class EdgeApp:
                 loop=camera.loop,
                 registry=self.registry,
                 on_status=self._camera_status,
+                on_frame=self._frame_arrived.set,
             )
             pipeline = CameraPipeline(config.site.id, camera, config.rules, self.tz)
             self.cameras[camera.id] = CameraRuntime(camera, reader, pipeline)
@@ -163,6 +166,7 @@ class EdgeApp:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop cleanly: end open events, flush evidence clips, then close alerts (in that order)."""
         self._stop.set()
+        self._frame_arrived.set()
         if self._thread is not None:
             self._thread.join(timeout)
         for runtime in self.cameras.values():
@@ -234,9 +238,11 @@ class EdgeApp:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            # Cleared before looking, so a frame that lands after the look still wakes the wait below.
+            self._frame_arrived.clear()
             try:
                 if not self.step():
-                    time.sleep(0.005)
+                    self._frame_arrived.wait(0.5)
             except Exception:  # one bad frame must not stop every camera
                 log.exception("inference loop error; continuing")
                 time.sleep(0.1)

@@ -257,6 +257,20 @@ class EvidenceConfig(Strict):
     clip: bool = Field(True, description="Write an MP4 clip around the start of each event.")
     pre_s: float = Field(3.0, ge=0, le=60, description="Seconds of video kept before the event.")
     post_s: float = Field(3.0, ge=0, le=60, description="Seconds of video recorded after the event starts.")
+    clip_max_s: float = Field(
+        30.0,
+        ge=0,
+        le=600,
+        description="Events that start on one camera while its clip is still recording share that clip "
+        "(extended to cover them) up to this length; beyond it a new clip starts.",
+    )
+    writer_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness added to the clip encoder thread (Linux), so encoding never "
+        "slows detection on a busy CPU; 0 keeps it equal.",
+    )
     jpeg_quality: int = Field(85, ge=30, le=100, description="JPEG quality of snapshots.")
     blur_heads: bool = Field(False, description="Blur heads and faces in stored evidence (PDPO, Cap. 486).")
     retention_days: float = Field(30.0, gt=0, description="Evidence older than this is deleted.")

@@ -116,15 +116,24 @@ def observed_fps(results: Sequence[FrameResult]) -> float:
 
 @dataclass
 class _ClipJob:
-    """A clip being collected: frames up to `end_at` (frame time), written by the writer thread."""
+    """A clip being collected: frames up to `end_at` (frame time), written by the writer thread.
 
-    event: SafetyEvent
+    Every event that starts on the camera while the clip is still collecting shares it, so a crowd
+    breaking several rules at once costs one encode, not one per person and rule.
+    """
+
+    events: list[SafetyEvent]
     camera_id: str
     path: Path
     relpath: str
     end_at: float
     deadline: float  # clock time: write what arrived if the camera goes quiet
     frames: list[FrameResult] = field(default_factory=list)
+
+    @property
+    def starts_at(self) -> float:
+        """Frame time of the clip's first frame."""
+        return self.frames[0].frame.captured_at
 
 
 _STOP = object()
@@ -155,6 +164,7 @@ class EvidenceRecorder:
         self._collecting: dict[str, list[_ClipJob]] = {}
         self._ready: queue.Queue[object] = queue.Queue()
         self._pending = 0
+        self._last_snapshot: tuple[FrameResult, bytes] | None = None  # events starting on one frame share it
         self._thread: threading.Thread | None = None
         self._log_lock = threading.Lock()
         self._last_logged: dict[tuple[str, str], float] = {}
@@ -223,19 +233,23 @@ class EvidenceRecorder:
             if snapshot is not None:
                 refs.append(snapshot)
         if self._config.clip:
-            relpath = f"{stem}.mp4"
-            self._begin_clip(event, result, relpath)
+            relpath = self._begin_clip(event, result, f"{stem}.mp4")
             refs.append(EvidenceRef("clip", relpath, None))
         return event.with_evidence(*refs)
 
     def snapshot_jpeg(self, result: FrameResult) -> bytes:
         """Return the annotated (and, if configured, blurred) frame as JPEG bytes."""
+        last = self._last_snapshot
+        if last is not None and last[0] is result:  # several events started on this frame
+            return last[1]
         ok, encoded = cv2.imencode(
             ".jpg", self._render(result), [cv2.IMWRITE_JPEG_QUALITY, self._config.jpeg_quality]
         )
         if not ok:
             raise EncoderError(f"JPEG encoding failed for camera {result.frame.camera_id}")
-        return encoded.tobytes()
+        data = encoded.tobytes()
+        self._last_snapshot = (result, data)
+        return data
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -286,20 +300,34 @@ class EvidenceRecorder:
         self._bytes.labels("snapshot").inc(len(data))
         return EvidenceRef("snapshot", relpath, _sha256(data))
 
-    def _begin_clip(self, event: SafetyEvent, result: FrameResult, relpath: str) -> None:
+    def _begin_clip(self, event: SafetyEvent, result: FrameResult, relpath: str) -> str:
+        """Schedule the clip of a START event, or join the camera's clip still recording; return its path."""
         trigger_at = result.frame.captured_at
+        camera = result.frame.camera_id
         with self._lock:
+            for job in self._collecting.get(camera, ()):
+                # Joining keeps this event's pre-roll (the clip began earlier) and extends the post-roll.
+                if job.starts_at <= trigger_at <= job.end_at and (
+                    trigger_at + self._config.post_s - job.starts_at <= self._config.clip_max_s
+                ):
+                    job.events.append(event)
+                    job.end_at = max(job.end_at, trigger_at + self._config.post_s)
+                    job.deadline = max(
+                        job.deadline,
+                        self._clock() + self._config.post_s + max(QUIET_GRACE_S, self._config.post_s),
+                    )
+                    return job.relpath
             window = [
                 r
-                for r in self._buffers.get(result.frame.camera_id, ())
+                for r in self._buffers.get(camera, ())
                 if r.frame.captured_at >= trigger_at - self._config.pre_s
             ]
             if not any(_same_frame(r, result) for r in window):
                 window.append(result)
                 window.sort(key=lambda r: r.frame.captured_at)
             job = _ClipJob(
-                event=event,
-                camera_id=result.frame.camera_id,
+                events=[event],
+                camera_id=camera,
                 path=self._folder / relpath,
                 relpath=relpath,
                 end_at=trigger_at + self._config.post_s,
@@ -311,8 +339,16 @@ class EvidenceRecorder:
                 self._ready.put(job)
             else:
                 self._collecting.setdefault(job.camera_id, []).append(job)
+        return relpath
 
     def _writer_loop(self) -> None:
+        if self._config.writer_nice:
+            try:  # Linux schedules threads separately: only this one yields to detection
+                tid = threading.get_native_id()
+                nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + self._config.writer_nice)
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+            except (AttributeError, OSError) as exc:
+                log.info("clip encoder keeps normal priority (%s)", exc)
         while True:
             try:
                 item = self._ready.get(timeout=0.25)
@@ -357,10 +393,11 @@ class EvidenceRecorder:
         self._written.labels("clip").inc()
         self._bytes.labels("clip").inc(size)
         if self._on_clip_ready is not None:
-            try:
-                self._on_clip_ready(job.event, EvidenceRef("clip", job.relpath, sha256))
-            except Exception:
-                log.exception("on_clip_ready failed for %s", job.relpath)
+            for event in job.events:
+                try:
+                    self._on_clip_ready(event, EvidenceRef("clip", job.relpath, sha256))
+                except Exception:
+                    log.exception("on_clip_ready failed for %s (event %s)", job.relpath, event.event_id)
 
     def _write_clip(self, job: _ClipJob) -> tuple[str, int]:
         """Encode the clip to a temporary name, check it reads back, rename; return (sha256, bytes)."""

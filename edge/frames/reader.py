@@ -99,6 +99,7 @@ class CameraReader:
         healthy_after_s: float = 10.0,
         registry: CollectorRegistry | None = None,
         on_status: StatusListener | None = None,
+        on_frame: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if offline_after_attempts < 1:
@@ -117,6 +118,7 @@ class CameraReader:
         self._healthy_after_s = healthy_after_s
         self._cap = RateCap(fps_cap)
         self._clock = clock
+        self._on_frame = on_frame
         self._health = CameraHealth(camera_id, clock=clock, listeners=[on_status] if on_status else [])
         if registry is not None:
             camera_metrics(registry).track(self._health)
@@ -190,6 +192,8 @@ class CameraReader:
             self._slot = Frame(self.camera_id, self._next_seq, self._clock(), image)
             self._next_seq += 1
             self._cond.notify_all()
+        if self._on_frame is not None:  # outside the lock: the consumer may call latest() from it
+            self._on_frame()
 
     def _finish(self) -> None:
         if self._stop.is_set() and self._health.status != CameraStatus.DISABLED:

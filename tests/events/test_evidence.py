@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import uuid
 from datetime import datetime
@@ -201,6 +202,80 @@ def test_clip_spans_pre_and_post_seconds_at_the_observed_rate(
     assert registry.get_sample_value("sitesentry_evidence_written_total", {"kind": "clip"}) == 1
 
 
+def test_events_starting_while_a_clip_records_share_it_and_extend_its_end(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
+    sink = ClipSink()
+    rec, registry = recorder(tmp_path, sink)
+    rec.start()
+    for i in range(20):
+        rec.observe(result_at(i, frames[i]))
+    first, second, third = event_at(20), event_at(20), event_at(25)
+    trigger = result_at(20, frames[20])
+    rec.observe(trigger)
+    refs = [rec.record(first, trigger), rec.record(second, trigger)]  # two rules, one frame
+    for i in range(21, 26):
+        rec.observe(result_at(i, frames[i]))
+    refs.append(rec.record(third, result_at(25, frames[25])))  # 0.5 s later, still inside the post-roll
+    paths = {refs_by_kind(r)["clip"].path for r in refs}
+    assert paths == {f"gate/2024-06-01/{first.event_id}.mp4"} and rec.pending_clips == 1
+    # Snapshots stay one per event, with the same picture when events start on the same frame.
+    snaps = [refs_by_kind(r)["snapshot"] for r in refs]
+    assert len({s.path for s in snaps}) == 3 and snaps[0].sha256 == snaps[1].sha256
+    for i in range(26, 50):
+        rec.observe(result_at(i, frames[i]))
+    rec.stop()
+
+    assert sorted(str(e.event_id) for e, _ in sink.calls) == sorted(str(e.event_id) for e in refs)
+    assert len({ref.sha256 for _, ref in sink.calls}) == 1
+    images, _ = read_video(tmp_path / paths.pop())
+    # Frames 10-35: 1 s before the first event to 1 s after the last one.
+    assert 25 <= len(images) <= 27
+    assert registry.get_sample_value("sitesentry_evidence_written_total", {"kind": "clip"}) == 1
+
+
+def test_an_event_past_the_clip_length_cap_gets_a_clip_of_its_own(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
+    sink = ClipSink()
+    rec, registry = recorder(tmp_path, sink, clip_max_s=2.5)
+    for i in range(20):
+        rec.observe(result_at(i, frames[i]))
+    first = rec.record(event_at(20), result_at(20, frames[20]))
+    for i in range(20, 26):
+        rec.observe(result_at(i, frames[i]))
+    # Joining would make the clip run from frame 10 to frame 36: 2.6 s, over the 2.5 s cap.
+    second = rec.record(event_at(26), result_at(26, frames[26]))
+    for i in range(26, 45):
+        rec.observe(result_at(i, frames[i]))
+    rec.stop()
+
+    assert refs_by_kind(first)["clip"].path != refs_by_kind(second)["clip"].path
+    assert registry.get_sample_value("sitesentry_evidence_written_total", {"kind": "clip"}) == 2
+    assert len(sink.calls) == 2
+
+
+def test_clip_writer_runs_at_lower_priority_than_detection(tmp_path: Path, frames: list[np.ndarray]) -> None:
+    """The encoder thread yields the CPU to inference, which runs at the process's own priority."""
+    seen: dict[str, int] = {}
+
+    def note_priority(event: SafetyEvent, ref: EvidenceRef) -> None:
+        seen["writer"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    registry = CollectorRegistry()
+    config = EvidenceConfig(folder=tmp_path, pre_s=0.2, post_s=0.2, writer_nice=5)
+    rec = EvidenceRecorder(config, zones=ZONES, tz=HK, registry=registry, on_clip_ready=note_priority)
+    rec.start()
+    for i in range(3):
+        rec.observe(result_at(i, frames[i]))
+    rec.record(event_at(2), result_at(2, frames[2]))
+    for i in range(3, 8):
+        rec.observe(result_at(i, frames[i]))
+    rec.stop()
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen["writer"] == min(19, own + 5)
+
+
 @pytest.mark.parametrize("started", [True, False], ids=["writer-running", "writer-never-started"])
 def test_stop_flushes_a_clip_still_collecting(
     tmp_path: Path, frames: list[np.ndarray], started: bool
@@ -268,7 +343,7 @@ def test_unwritable_folder_is_counted_and_logged_once_never_raised(
 
     with caplog.at_level(logging.WARNING, logger="edge.events.evidence"):
         first = rec.record(event_at(3), result_at(3, frames[3]))
-        second = rec.record(event_at(4), result_at(4, frames[4]))
+        second = rec.record(event_at(40), result_at(40, frames[40]))  # past the first clip: a clip of its own
         rec.stop(timeout=30)
 
     for recorded in (first, second):

@@ -393,6 +393,17 @@ def _print_eval(report: EvalReport) -> None:
         counts = (v.positives, v.undetermined, v.true_positives, v.false_positives, v.false_negatives)
         violations.add_row(v.rule, *(str(n) for n in counts), f"{v.precision:.3f}", f"{v.recall:.3f}")
     stdout.print(violations)
+    for sweep in report.sweeps:
+        classes = " and ".join(sweep.classes)
+        if sweep.best is None:
+            line = f"no threshold for {classes} reaches precision {sweep.target_precision:g}"
+        else:
+            b = sweep.best
+            line = (
+                f"best recall at precision >= {sweep.target_precision:g}: threshold {b.threshold:g} for "
+                f"{classes} gives precision {b.precision:.3f}, recall {b.recall:.3f}"
+            )
+        stdout.print(f"{sweep.rule}: {line}", highlight=False, soft_wrap=True)
     for note in report.notes:
         console.print(f"  [yellow]{note}[/]", highlight=False, soft_wrap=True)
     stdout.print(

@@ -43,6 +43,12 @@ PERSON_MATCH_IOU = 0.5
 _SPLITS = {"val": "valid", "valid": "valid", "test": "test", "train": "train"}
 _MISSING = {"helmet": "helmet_missing", "vest": "vest_missing"}
 _DECIDING_BOX = {"helmet": "head_box", "vest": "torso_box"}
+#: The PPE classes whose confidence threshold decides each violation (persons keep their threshold).
+RULE_CLASSES = {"no_helmet": ("helmet", "head"), "no_vest": ("vest", "no_vest")}
+#: Thresholds tried for the operating-point sweep.
+SWEEP_GRID = tuple(round(0.05 * i, 2) for i in range(2, 15))
+#: The sweep's pick: the highest recall whose precision reaches this (the product's alert target).
+TARGET_PRECISION = 0.80
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,29 @@ class ViolationMetrics:
     recall: float
 
 
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Violation-level precision and recall with one confidence threshold for the rule's PPE classes."""
+
+    threshold: float
+    precision: float
+    recall: float
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+
+
+@dataclass(frozen=True)
+class ViolationSweep:
+    """How one violation rule trades precision for recall as its PPE classes' threshold moves."""
+
+    rule: str
+    classes: tuple[str, ...]  # the thresholds that moved together
+    points: list[OperatingPoint]
+    best: OperatingPoint | None  # highest recall at precision >= target; None when no point reaches it
+    target_precision: float
+
+
 @dataclass
 class EvalReport:
     """Everything `sitesentry eval` measured, JSON-ready through to_dict()."""
@@ -96,6 +125,7 @@ class EvalReport:
     persons: dict[str, int]  # labelled, judged (big enough), detected (matched at IoU 0.5)
     confusion_matrix: list[list[int]]  # rows predicted, columns true; last row/column is background
     ms_per_image: float
+    sweeps: list[ViolationSweep] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -249,6 +279,7 @@ def evaluate(
     matrix = np.zeros((nc + 1, nc + 1), int)
     violations: dict[str, _ViolationCounts] = {}
     persons = {"labelled": 0, "judged": 0, "detected": 0}
+    scored_images: list[tuple[Detections, Detections]] = []  # (truth, low-threshold boxes), for the sweep
     inference_s = 0.0
     for i, img in enumerate(images):
         image = cv2.imread(str(img.path), cv2.IMREAD_COLOR)
@@ -270,6 +301,7 @@ def evaluate(
         matrix += confusion_matrix(site.xyxy, site.class_id, truth.xyxy, truth.class_id, nc)
         for key, value in count_violations(truth, site, rules, violations).items():
             persons[key] += value
+        scored_images.append((truth, low))
         if progress is not None:
             progress(i + 1, len(images))
 
@@ -326,6 +358,7 @@ def evaluate(
         persons=persons,
         confusion_matrix=matrix.tolist(),
         ms_per_image=1000 * inference_s / max(len(images), 1),
+        sweeps=sweep_violations(scored_images, thresholds, rules),
         notes=notes,
     )
     if plots_dir is not None:
@@ -333,9 +366,52 @@ def evaluate(
     return report
 
 
+def keep_above(detections: Detections, thresholds: dict[str, float]) -> Detections:
+    """Drop boxes under their class's threshold (the same as decoding with it: NMS never lets a lower
+    box suppress a higher one)."""
+    floor = np.array([thresholds.get(name, 1.0) for name in detections.names], np.float32)
+    keep = detections.confidence >= floor[detections.class_id]
+    return Detections(detections.xyxy[keep], detections.confidence[keep], detections.class_id[keep])
+
+
+def sweep_violations(
+    scored_images: Sequence[tuple[Detections, Detections]],
+    thresholds: dict[str, float],
+    rules: RulesConfig,
+    grid: Sequence[float] = SWEEP_GRID,
+    target_precision: float = TARGET_PRECISION,
+) -> list[ViolationSweep]:
+    """For each required PPE rule, move its classes' threshold over `grid` and measure the violations."""
+    sweeps = []
+    for rule, classes in RULE_CLASSES.items():
+        if rule.removeprefix("no_") not in rules.require:
+            continue
+        points = []
+        for threshold in grid:
+            moved = {**thresholds, **dict.fromkeys(classes, threshold)}
+            counts: dict[str, _ViolationCounts] = {}
+            for truth, low in scored_images:
+                count_violations(truth, keep_above(low, moved), rules, counts)
+            c = counts.get(rule, _ViolationCounts())
+            points.append(
+                OperatingPoint(
+                    threshold,
+                    safe_ratio(c.tp, c.tp + c.fp),
+                    safe_ratio(c.tp, c.tp + c.fn),
+                    c.tp,
+                    c.fp,
+                    c.fn,
+                )
+            )
+        reaching = [p for p in points if p.precision >= target_precision and p.true_positives]
+        best = max(reaching, key=lambda p: (p.recall, p.precision)) if reaching else None
+        sweeps.append(ViolationSweep(rule, classes, points, best, target_precision))
+    return sweeps
+
+
 def _plot(report: EvalReport, accumulator: DetectionAccumulator, plots_dir: Path) -> None:
     try:
-        from training.plots import plot_confusion_matrix, plot_pr_curves
+        from training.plots import plot_confusion_matrix, plot_pr_curves, plot_violation_sweeps
     except ImportError:
         message = "plots skipped: matplotlib is not installed (pip install -e '.[train]')"
         log.warning(message)
@@ -345,6 +421,7 @@ def _plot(report: EvalReport, accumulator: DetectionAccumulator, plots_dir: Path
     ap50 = {c.name: c.ap50 for c in report.classes if c.ap50 is not None}
     report.plots = [
         str(plot_pr_curves(curves, ap50, plots_dir / "pr_curves.png")),
+        str(plot_violation_sweeps(report.sweeps, plots_dir / "violation_operating_points.png")),
         str(
             plot_confusion_matrix(
                 np.array(report.confusion_matrix), CLASS_NAMES, plots_dir / "confusion_matrix.png"

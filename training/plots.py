@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from training.evaluate import ViolationSweep
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -54,4 +58,27 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: Path) 
             ax.text(
                 col, row, str(value), ha="center", va="center", color="white" if value > peak / 2 else "black"
             )
+    return _save(figure, Path(path))
+
+
+def plot_violation_sweeps(sweeps: Sequence[ViolationSweep], path: Path) -> Path:
+    """Plot violation-level precision against recall as each rule's PPE threshold moves, picks marked."""
+    figure = Figure(figsize=(7, 5), layout="constrained")
+    ax = figure.add_subplot()
+    for sweep in sweeps:
+        recall = [p.recall for p in sweep.points]
+        precision = [p.precision for p in sweep.points]
+        (line,) = ax.plot(recall, precision, marker="o", markersize=3, label=sweep.rule)
+        for p in sweep.points[::2]:
+            ax.annotate(f"{p.threshold:g}", (p.recall, p.precision), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")  # fmt: skip
+        if sweep.best is not None:
+            ax.plot([sweep.best.recall], [sweep.best.precision], marker="*", markersize=14,
+                    color=line.get_color())  # fmt: skip
+    if sweeps:
+        ax.axhline(sweeps[0].target_precision, color="grey", linestyle="--", linewidth=1)
+        ax.legend(title="violation (labels: threshold)", loc="lower left")
+    ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1.02), ylim=(0, 1.02),
+           title="Violations per labelled person: operating points")  # fmt: skip
+    ax.grid(alpha=0.3)
     return _save(figure, Path(path))

@@ -47,7 +47,11 @@ def test_perfect_answers_score_one_and_extra_boxes_cost_precision(tmp_path: Path
         assert v.positives >= 1 and v.precision == 1.0 and v.recall == 1.0 and v.false_positives == 0
     assert np.trace(np.array(report.confusion_matrix)[:5, :5]) == len(dataset.images[0].boxes)
     assert report.confusion_matrix[4][5] == 1  # the ghost no_vest, predicted on background
-    assert sorted(Path(p).name for p in report.plots) == ["confusion_matrix.png", "pr_curves.png"]
+    assert sorted(Path(p).name for p in report.plots) == [
+        "confusion_matrix.png",
+        "pr_curves.png",
+        "violation_operating_points.png",
+    ]
     assert all(Path(p).stat().st_size > 10_000 for p in report.plots)
     json.dumps(report.to_dict())
     assert headline(report.to_dict())["mAP50"] == 1.0
@@ -65,6 +69,26 @@ def test_a_missed_helmet_lowers_helmet_figures_and_flags_its_wearer(tmp_path: Pa
     no_helmet = next(v for v in report.violations if v.rule == "no_helmet")
     assert no_helmet.false_positives == 1 and no_helmet.recall == 1.0  # its wearer now looks bare-headed
     assert no_helmet.precision == pytest.approx(no_helmet.positives / (no_helmet.positives + 1))
+
+
+def test_threshold_sweep_shows_a_weak_helmet_turning_into_a_false_alarm(tmp_path: Path) -> None:
+    data, dataset = photo_dataset(tmp_path)
+    boxes = truth_boxes(dataset)
+    weak = next(i for i, b in enumerate(boxes) if b[0] == "helmet")
+    boxes[weak] = ("helmet", 0.42, *boxes[weak][2:])
+    report = evaluate(fixed_output_model(tmp_path / "fixed.onnx", boxes), data)
+    sweep = next(s for s in report.sweeps if s.rule == "no_helmet")
+    assert sweep.classes == ("helmet", "head")
+    by_threshold = {p.threshold: p for p in sweep.points}
+    below, above = by_threshold[0.4], by_threshold[0.45]
+    assert below.false_positives == 0 and below.precision == 1.0 and below.recall == 1.0
+    # Above 0.42 the helmet is gone, so its wearer looks bare-headed: one false alarm, recall unchanged.
+    assert above.false_positives == 1 and above.recall == 1.0
+    assert above.precision == pytest.approx(above.true_positives / (above.true_positives + 1))
+    assert sweep.best is not None and sweep.best.threshold <= 0.4 and sweep.best.precision == 1.0
+    vest = next(s for s in report.sweeps if s.rule == "no_vest")
+    assert all(p.precision == 1.0 and p.recall == 1.0 for p in vest.points)  # every vest box scores 0.9+
+    json.dumps(report.to_dict())
 
 
 def test_violation_counts_per_labelled_person() -> None:

@@ -106,6 +106,7 @@ class EvidenceRef:
     kind: str  # "snapshot" or "clip"
     path: str  # relative to the evidence folder
     sha256: str | None = None  # None while a clip is still being recorded
+    offset_s: float | None = None  # clips: where in the clip the event starts (clips can be shared)
 
 
 @dataclass(frozen=True, slots=True)

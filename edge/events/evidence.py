@@ -123,6 +123,7 @@ class _ClipJob:
     """
 
     events: list[SafetyEvent]
+    offsets: list[float]  # per event: seconds from the clip's first frame to its trigger frame
     camera_id: str
     path: Path
     relpath: str
@@ -233,8 +234,8 @@ class EvidenceRecorder:
             if snapshot is not None:
                 refs.append(snapshot)
         if self._config.clip:
-            relpath = self._begin_clip(event, result, f"{stem}.mp4")
-            refs.append(EvidenceRef("clip", relpath, None))
+            relpath, offset_s = self._begin_clip(event, result, f"{stem}.mp4")
+            refs.append(EvidenceRef("clip", relpath, None, offset_s))
         return event.with_evidence(*refs)
 
     def snapshot_jpeg(self, result: FrameResult) -> bytes:
@@ -300,8 +301,11 @@ class EvidenceRecorder:
         self._bytes.labels("snapshot").inc(len(data))
         return EvidenceRef("snapshot", relpath, _sha256(data))
 
-    def _begin_clip(self, event: SafetyEvent, result: FrameResult, relpath: str) -> str:
-        """Schedule the clip of a START event, or join the camera's clip still recording; return its path."""
+    def _begin_clip(self, event: SafetyEvent, result: FrameResult, relpath: str) -> tuple[str, float]:
+        """Schedule the clip of a START event, or join the camera's clip still recording.
+
+        Return the clip's path and the event's offset in it, in seconds.
+        """
         trigger_at = result.frame.captured_at
         camera = result.frame.camera_id
         with self._lock:
@@ -310,13 +314,15 @@ class EvidenceRecorder:
                 if job.starts_at <= trigger_at <= job.end_at and (
                     trigger_at + self._config.post_s - job.starts_at <= self._config.clip_max_s
                 ):
+                    offset_s = round(trigger_at - job.starts_at, 3)
                     job.events.append(event)
+                    job.offsets.append(offset_s)
                     job.end_at = max(job.end_at, trigger_at + self._config.post_s)
                     job.deadline = max(
                         job.deadline,
                         self._clock() + self._config.post_s + max(QUIET_GRACE_S, self._config.post_s),
                     )
-                    return job.relpath
+                    return job.relpath, offset_s
             window = [
                 r
                 for r in self._buffers.get(camera, ())
@@ -325,8 +331,10 @@ class EvidenceRecorder:
             if not any(_same_frame(r, result) for r in window):
                 window.append(result)
                 window.sort(key=lambda r: r.frame.captured_at)
+            offset_s = round(trigger_at - window[0].frame.captured_at, 3)
             job = _ClipJob(
                 events=[event],
+                offsets=[offset_s],
                 camera_id=camera,
                 path=self._folder / relpath,
                 relpath=relpath,
@@ -339,7 +347,7 @@ class EvidenceRecorder:
                 self._ready.put(job)
             else:
                 self._collecting.setdefault(job.camera_id, []).append(job)
-        return relpath
+        return relpath, offset_s
 
     def _writer_loop(self) -> None:
         if self._config.writer_nice:
@@ -393,9 +401,9 @@ class EvidenceRecorder:
         self._written.labels("clip").inc()
         self._bytes.labels("clip").inc(size)
         if self._on_clip_ready is not None:
-            for event in job.events:
+            for event, offset_s in zip(job.events, job.offsets, strict=True):
                 try:
-                    self._on_clip_ready(event, EvidenceRef("clip", job.relpath, sha256))
+                    self._on_clip_ready(event, EvidenceRef("clip", job.relpath, sha256, offset_s))
                 except Exception:
                     log.exception("on_clip_ready failed for %s (event %s)", job.relpath, event.event_id)
 

@@ -61,6 +61,12 @@ class Evidence(Wire):
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-f]{64}$", description="Hex digest; null while a clip is still recording."
     )
+    offset_s: float | None = Field(
+        None,
+        ge=0,
+        description="Clips only: seconds from the clip's first frame to the frame that started this event "
+        "(events that start close together share one clip).",
+    )
 
 
 class ModelRef(Wire):
@@ -225,7 +231,9 @@ def _box(xyxy: tuple[float, float, float, float]) -> Box:
 
 
 def _evidence(ref: EvidenceRef) -> Evidence:
-    return Evidence.model_validate({"kind": ref.kind, "path": ref.path, "sha256": ref.sha256})
+    return Evidence.model_validate(
+        {"kind": ref.kind, "path": ref.path, "sha256": ref.sha256, "offset_s": ref.offset_s}
+    )
 
 
 def event_message(

@@ -140,7 +140,8 @@ def test_start_event_gets_a_snapshot_on_disk_at_once(tmp_path: Path, frames: lis
     refs = refs_by_kind(recorded)
     assert recorded.event_id == event.event_id and set(refs) == {"snapshot", "clip"}
     assert refs["snapshot"].path == f"gate/2024-06-01/{event.event_id}.jpg"
-    assert refs["clip"] == EvidenceRef("clip", f"gate/2024-06-01/{event.event_id}.mp4", None)
+    # Nothing buffered before the trigger: the clip starts on the event's own frame.
+    assert refs["clip"] == EvidenceRef("clip", f"gate/2024-06-01/{event.event_id}.mp4", None, 0.0)
     data = (tmp_path / refs["snapshot"].path).read_bytes()
     assert hashlib.sha256(data).hexdigest() == refs["snapshot"].sha256
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -219,6 +220,8 @@ def test_events_starting_while_a_clip_records_share_it_and_extend_its_end(
     refs.append(rec.record(third, result_at(25, frames[25])))  # 0.5 s later, still inside the post-roll
     paths = {refs_by_kind(r)["clip"].path for r in refs}
     assert paths == {f"gate/2024-06-01/{first.event_id}.mp4"} and rec.pending_clips == 1
+    # Each event says where in the shared clip it starts: the clip opens at frame 10.
+    assert [refs_by_kind(r)["clip"].offset_s for r in refs] == [1.0, 1.0, 1.5]
     # Snapshots stay one per event, with the same picture when events start on the same frame.
     snaps = [refs_by_kind(r)["snapshot"] for r in refs]
     assert len({s.path for s in snaps}) == 3 and snaps[0].sha256 == snaps[1].sha256
@@ -228,6 +231,7 @@ def test_events_starting_while_a_clip_records_share_it_and_extend_its_end(
 
     assert sorted(str(e.event_id) for e, _ in sink.calls) == sorted(str(e.event_id) for e in refs)
     assert len({ref.sha256 for _, ref in sink.calls}) == 1
+    assert {str(e.event_id): ref.offset_s for e, ref in sink.calls}[str(third.event_id)] == 1.5
     images, _ = read_video(tmp_path / paths.pop())
     # Frames 10-35: 1 s before the first event to 1 s after the last one.
     assert 25 <= len(images) <= 27

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+import cv2
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -77,6 +78,9 @@ class EdgeApp:
         on_event: Callable[[SafetyEvent], None] | None = None,
     ) -> None:
         self.config = config
+        # OpenCV's own thread pool would fight ONNX Runtime's for the same cores; one thread each for
+        # decoding, letterboxing and encoding leaves the cores to inference (process-wide by necessity).
+        cv2.setNumThreads(1)
         self.tz = ZoneInfo(config.site.timezone)
         self.registry = registry if registry is not None else CollectorRegistry()
         self.detector = detector or create_detector(config.model)

@@ -169,6 +169,9 @@ def bench(
         Path | None, typer.Option(help="PyTorch weights for the ultralytics reference.")
     ] = None,
     mqtt: Annotated[bool, typer.Option(help="Also measure alert delivery through outbox and broker.")] = True,
+    repeats: Annotated[
+        int, typer.Option(min=1, help="Runs of the 1-camera and reference timings; medians are compared.")
+    ] = 3,
 ) -> None:
     """Measure per-stage latency, end-to-end fps for 1 and 4 cameras, memory, and ultralytics as reference."""
     from edge.bench import run_bench
@@ -176,7 +179,13 @@ def bench(
     setup_logging("WARNING")
     try:
         results = run_bench(
-            video=video, model=model, frames=frames, reference=reference, weights=weights, mqtt=mqtt
+            video=video,
+            model=model,
+            frames=frames,
+            reference=reference,
+            weights=weights,
+            mqtt=mqtt,
+            repeats=repeats,
         )
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None

@@ -18,6 +18,7 @@ def test_bench_reports_every_stage_and_both_camera_counts():
         reference=False,
         e2e_seconds=2.0,
         mqtt=False,
+        repeats=2,
     )
     stages = results["pipeline"]["stages"]
     expected = {"decode", "preprocess", "inference", "postprocess", "tracking", "rules", "evidence"}
@@ -26,6 +27,7 @@ def test_bench_reports_every_stage_and_both_camera_counts():
     assert stages["inference"]["p50_ms"] > 0
     assert [r["cameras"] for r in results["end_to_end"]] == [1, 4]
     assert all(r["frames"] > 0 for r in results["end_to_end"])
+    assert len(results["end_to_end"][0]["runs_fps"]) == 2
     assert results["peak_rss_mb"] > 0
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from edge.annotate import draw_detections
 from edge.detections.base import Detector
+from edge.events.video import encode_video
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -40,17 +43,20 @@ def annotate_file(detector: Detector, source: Path, out: Path | None = None) -> 
     if out.suffix.lower() not in {".mp4", ".avi", ".mkv", ".mov"}:
         capture.release()
         raise ValueError(f"{out}: an annotated video needs .mp4, .avi, .mkv or .mov")
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
-    if not writer.isOpened():
-        capture.release()
-        raise OSError(f"{out}: could not open the video writer")
-    try:
-        while ok and image is not None:
-            detections = detector.detect(image)
+    first = image
+
+    def annotated_frames() -> Iterator[np.ndarray]:
+        frame: np.ndarray | None = first
+        while frame is not None:
+            detections = detector.detect(frame)
             counts.update(detections.labels())
-            writer.write(draw_detections(image, detections))
-            ok, image = capture.read()
+            yield draw_detections(frame, detections)
+            ok, frame = capture.read()
+            if not ok:
+                frame = None
+
+    try:
+        encode_video(out, annotated_frames(), fps, (first.shape[1], first.shape[0]))
     finally:
-        writer.release()
         capture.release()
     return out, dict(counts)

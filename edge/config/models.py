@@ -264,6 +264,14 @@ class EvidenceConfig(Strict):
         description="Events that start on one camera while its clip is still recording share that clip "
         "(extended to cover them) up to this length; beyond it a new clip starts.",
     )
+    clip_codec: Literal["h264", "mp4v"] = Field(
+        "h264",
+        description="h264 plays in browsers (dashboard) and is about 4x smaller; it needs PyAV with libx264 "
+        "and falls back to mp4v (OpenCV, MPEG-4 part 2) where that is missing.",
+    )
+    clip_crf: int = Field(
+        26, ge=15, le=40, description="H.264 quality: lower is sharper and larger (23 is x264's default)."
+    )
     writer_nice: int = Field(
         10,
         ge=0,

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import logging
 import math
 import os
 import queue
 import shutil
-import tempfile
 import threading
 import time
 from collections import deque
@@ -26,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from edge.annotate import blur_regions, draw, head_boxes
 from edge.config.models import EvidenceConfig, ZoneConfig
 from edge.dataflow import EvidenceRef, FrameResult, Phase, SafetyEvent
+from edge.events.video import EncoderError, count_frames, encode_video, usable_codec
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +46,6 @@ _REASONS = {
     errno.ENOENT: "bad_path",
     errno.EEXIST: "bad_path",
 }
-
-
-class EncoderError(OSError):
-    """OpenCV could not open or finish a video file (it reports no errno of its own)."""
-
-
-@functools.cache
-def clip_fourcc() -> str:
-    """Return 'avc1' (H.264, plays in browsers) when this OpenCV build can encode it, else 'mp4v'."""
-    with tempfile.TemporaryDirectory() as folder:
-        writer = cv2.VideoWriter(
-            str(Path(folder, "probe.mp4")), cv2.VideoWriter.fourcc(*"avc1"), 5.0, (64, 64)
-        )
-        ok = writer.isOpened()
-        writer.release()
-    log.info("evidence clips are encoded as %s", "H.264 (avc1)" if ok else "MPEG-4 part 2 (mp4v)")
-    return "avc1" if ok else "mp4v"
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -258,7 +240,8 @@ class EvidenceRecorder:
         """Start the clip writer thread (idempotent)."""
         if self._thread is not None and self._thread.is_alive():
             return
-        clip_fourcc()  # probe the encoder once, before the first event needs it
+        if self._config.clip:  # say once, at start, which encoder the clips will get
+            log.info("evidence clips are encoded as %s", usable_codec(self._config.clip_codec))
         self._thread = threading.Thread(target=self._writer_loop, name="evidence-writer", daemon=True)
         self._thread.start()
 
@@ -412,27 +395,25 @@ class EvidenceRecorder:
         job.path.parent.mkdir(parents=True, exist_ok=True)
         partial = job.path.with_name(f"{job.path.stem}.part.mp4")
         height, width = job.frames[0].frame.image.shape[:2]
-        fps = observed_fps(job.frames)
-        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter.fourcc(*clip_fourcc()), fps, (width, height))
         try:
-            if not writer.isOpened():
-                raise self._encoder_error(partial, "cannot open video writer")
-            for result in job.frames:
-                image = self._render(result)
-                if image.shape[:2] != (height, width):  # the camera changed resolution mid-clip
-                    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-                writer.write(image)
-            writer.release()
-            # OpenCV reports no write errors; reading the container back catches a truncated file.
-            check = cv2.VideoCapture(str(partial))
-            frames = int(check.get(cv2.CAP_PROP_FRAME_COUNT)) if check.isOpened() else 0
-            check.release()
-            if frames != len(job.frames):
-                raise self._encoder_error(partial, f"read back {frames} of {len(job.frames)} frames")
+            try:
+                written = encode_video(
+                    partial,
+                    (self._render(result) for result in job.frames),
+                    observed_fps(job.frames),
+                    (width, height),
+                    self._config.clip_codec,
+                    self._config.clip_crf,
+                )
+            except EncoderError as exc:
+                raise self._encoder_error(partial, str(exc).removeprefix(f"{partial}: ")) from None
+            # Encoders report few write errors; reading the container back catches a truncated file.
+            frames = count_frames(partial)
+            if frames != written:
+                raise self._encoder_error(partial, f"read back {frames} of {written} frames")
             sha256, size = _file_sha256(partial), partial.stat().st_size
             os.replace(partial, job.path)
         except BaseException:
-            writer.release()
             partial.unlink(missing_ok=True)
             raise
         return sha256, size

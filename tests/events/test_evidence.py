@@ -203,6 +203,37 @@ def test_clip_spans_pre_and_post_seconds_at_the_observed_rate(
     assert registry.get_sample_value("sitesentry_evidence_written_total", {"kind": "clip"}) == 1
 
 
+@pytest.mark.parametrize(("codec", "decoded_as"), [("h264", "h264"), ("mp4v", "mpeg4")])
+def test_clips_are_browser_playable_h264_or_mp4v_on_request(
+    tmp_path: Path, frames: list[np.ndarray], codec: str, decoded_as: str
+) -> None:
+    import av
+
+    sink = ClipSink()
+    rec, _ = recorder(tmp_path, sink, clip_codec=codec)
+    rec.start()
+    for i in range(10):
+        rec.observe(result_at(i, frames[i]))
+    recorded = rec.record(event_at(10), result_at(10, frames[10]))
+    for i in range(10, 25):
+        rec.observe(result_at(i, frames[i]))
+    assert sink.done.wait(60), "clip never reported ready"
+    rec.stop()
+
+    path = tmp_path / refs_by_kind(recorded)["clip"].path
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == decoded_as
+        assert (stream.codec_context.width, stream.codec_context.height) == (768, 576)
+        if codec == "h264":
+            assert stream.codec_context.pix_fmt == "yuv420p"  # what browsers decode
+    data = path.read_bytes()
+    if codec == "h264":
+        assert data.index(b"moov") < data.index(b"mdat")  # index first: plays while it downloads
+    images, fps = read_video(path)
+    assert len(images) == 21 and fps == pytest.approx(FPS, abs=0.5)
+
+
 def test_events_starting_while_a_clip_records_share_it_and_extend_its_end(
     tmp_path: Path, frames: list[np.ndarray]
 ) -> None:

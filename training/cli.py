@@ -395,15 +395,21 @@ def _print_eval(report: EvalReport) -> None:
     stdout.print(violations)
     for sweep in report.sweeps:
         classes = " and ".join(sweep.classes)
-        if sweep.best is None:
-            line = f"no threshold for {classes} reaches precision {sweep.target_precision:g}"
-        else:
+        if sweep.best is not None:
             b = sweep.best
-            line = (
-                f"best recall at precision >= {sweep.target_precision:g}: threshold {b.threshold:g} for "
-                f"{classes} gives precision {b.precision:.3f}, recall {b.recall:.3f}"
-            )
-        stdout.print(f"{sweep.rule}: {line}", highlight=False, soft_wrap=True)
+            line = f"best recall at precision >= {sweep.target_precision:g}"
+        elif sweep.balanced is not None:
+            b = sweep.balanced
+            line = f"no thresholds reach precision {sweep.target_precision:g}; best F1"
+        else:
+            stdout.print(f"{sweep.rule}: nothing flagged at any threshold", highlight=False)
+            continue
+        stdout.print(
+            f"{sweep.rule}: {line}: person {b.person_threshold:g}, {classes} {b.threshold:g} give "
+            f"precision {b.precision:.3f}, recall {b.recall:.3f}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for note in report.notes:
         console.print(f"  [yellow]{note}[/]", highlight=False, soft_wrap=True)
     stdout.print(

@@ -45,8 +45,9 @@ _MISSING = {"helmet": "helmet_missing", "vest": "vest_missing"}
 _DECIDING_BOX = {"helmet": "head_box", "vest": "torso_box"}
 #: The PPE classes whose confidence threshold decides each violation (persons keep their threshold).
 RULE_CLASSES = {"no_helmet": ("helmet", "head"), "no_vest": ("vest", "no_vest")}
-#: Thresholds tried for the operating-point sweep.
+#: Thresholds tried for the operating-point sweep: the rule's PPE classes, and persons.
 SWEEP_GRID = tuple(round(0.05 * i, 2) for i in range(2, 15))
+PERSON_SWEEP_GRID = tuple(round(0.05 * i, 2) for i in range(4, 11))
 #: The sweep's pick: the highest recall whose precision reaches this (the product's alert target).
 TARGET_PRECISION = 0.80
 
@@ -82,9 +83,10 @@ class ViolationMetrics:
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    """Violation-level precision and recall with one confidence threshold for the rule's PPE classes."""
+    """Violation-level precision and recall at one person threshold and one threshold for the PPE classes."""
 
-    threshold: float
+    person_threshold: float
+    threshold: float  # shared by the rule's PPE classes
     precision: float
     recall: float
     true_positives: int
@@ -94,13 +96,27 @@ class OperatingPoint:
 
 @dataclass(frozen=True)
 class ViolationSweep:
-    """How one violation rule trades precision for recall as its PPE classes' threshold moves."""
+    """How one violation rule trades precision for recall as the person and PPE thresholds move."""
 
     rule: str
-    classes: tuple[str, ...]  # the thresholds that moved together
-    points: list[OperatingPoint]
+    classes: tuple[str, ...]  # the PPE thresholds that moved together
+    points: list[OperatingPoint]  # every (person, PPE) threshold pair tried
     best: OperatingPoint | None  # highest recall at precision >= target; None when no point reaches it
+    balanced: OperatingPoint | None  # highest F1, for when no point reaches the target
     target_precision: float
+
+    def frontier(self) -> list[OperatingPoint]:
+        """The points no other point beats on both precision and recall, by recall."""
+        kept = [
+            p
+            for p in self.points
+            if not any(
+                (q.precision >= p.precision and q.recall > p.recall)
+                or (q.precision > p.precision and q.recall >= p.recall)
+                for q in self.points
+            )
+        ]
+        return sorted({(p.recall, p.precision): p for p in kept}.values(), key=lambda p: p.recall)
 
 
 @dataclass
@@ -374,38 +390,47 @@ def keep_above(detections: Detections, thresholds: dict[str, float]) -> Detectio
     return Detections(detections.xyxy[keep], detections.confidence[keep], detections.class_id[keep])
 
 
+def _f1(point: OperatingPoint) -> float:
+    return 2 * point.precision * point.recall / (point.precision + point.recall)
+
+
 def sweep_violations(
     scored_images: Sequence[tuple[Detections, Detections]],
     thresholds: dict[str, float],
     rules: RulesConfig,
     grid: Sequence[float] = SWEEP_GRID,
+    person_grid: Sequence[float] = PERSON_SWEEP_GRID,
     target_precision: float = TARGET_PRECISION,
 ) -> list[ViolationSweep]:
-    """For each required PPE rule, move its classes' threshold over `grid` and measure the violations."""
+    """For each required PPE rule, move the person threshold and its classes' threshold over the grids."""
     sweeps = []
     for rule, classes in RULE_CLASSES.items():
         if rule.removeprefix("no_") not in rules.require:
             continue
         points = []
-        for threshold in grid:
-            moved = {**thresholds, **dict.fromkeys(classes, threshold)}
-            counts: dict[str, _ViolationCounts] = {}
-            for truth, low in scored_images:
-                count_violations(truth, keep_above(low, moved), rules, counts)
-            c = counts.get(rule, _ViolationCounts())
-            points.append(
-                OperatingPoint(
-                    threshold,
-                    safe_ratio(c.tp, c.tp + c.fp),
-                    safe_ratio(c.tp, c.tp + c.fn),
-                    c.tp,
-                    c.fp,
-                    c.fn,
+        for person_threshold in person_grid:
+            for threshold in grid:
+                moved = {**thresholds, **dict.fromkeys(classes, threshold), PERSON: person_threshold}
+                counts: dict[str, _ViolationCounts] = {}
+                for truth, low in scored_images:
+                    count_violations(truth, keep_above(low, moved), rules, counts)
+                c = counts.get(rule, _ViolationCounts())
+                points.append(
+                    OperatingPoint(
+                        person_threshold,
+                        threshold,
+                        safe_ratio(c.tp, c.tp + c.fp),
+                        safe_ratio(c.tp, c.tp + c.fn),
+                        c.tp,
+                        c.fp,
+                        c.fn,
+                    )
                 )
-            )
         reaching = [p for p in points if p.precision >= target_precision and p.true_positives]
         best = max(reaching, key=lambda p: (p.recall, p.precision)) if reaching else None
-        sweeps.append(ViolationSweep(rule, classes, points, best, target_precision))
+        scored = [p for p in points if p.true_positives]
+        balanced = max(scored, key=_f1) if scored else None
+        sweeps.append(ViolationSweep(rule, classes, points, best, balanced, target_precision))
     return sweeps
 
 

@@ -62,23 +62,24 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: Path) 
 
 
 def plot_violation_sweeps(sweeps: Sequence[ViolationSweep], path: Path) -> Path:
-    """Plot violation-level precision against recall as each rule's PPE threshold moves, picks marked."""
+    """Plot each rule's best precision/recall trade-offs over the threshold sweep, the pick starred."""
     figure = Figure(figsize=(7, 5), layout="constrained")
     ax = figure.add_subplot()
     for sweep in sweeps:
-        recall = [p.recall for p in sweep.points]
-        precision = [p.precision for p in sweep.points]
-        (line,) = ax.plot(recall, precision, marker="o", markersize=3, label=sweep.rule)
-        for p in sweep.points[::2]:
-            ax.annotate(f"{p.threshold:g}", (p.recall, p.precision), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")  # fmt: skip
-        if sweep.best is not None:
-            ax.plot([sweep.best.recall], [sweep.best.precision], marker="*", markersize=14,
-                    color=line.get_color())  # fmt: skip
+        ax.scatter([p.recall for p in sweep.points], [p.precision for p in sweep.points], s=6, alpha=0.25)
+        frontier = sweep.frontier()
+        (line,) = ax.plot([p.recall for p in frontier], [p.precision for p in frontier], marker="o",
+                          markersize=3, label=sweep.rule)  # fmt: skip
+        for p in frontier:
+            ax.annotate(f"{p.person_threshold:g}/{p.threshold:g}", (p.recall, p.precision), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        pick = sweep.best or sweep.balanced
+        if pick is not None:
+            ax.plot([pick.recall], [pick.precision], marker="*", markersize=14, color=line.get_color())
     if sweeps:
         ax.axhline(sweeps[0].target_precision, color="grey", linestyle="--", linewidth=1)
-        ax.legend(title="violation (labels: threshold)", loc="lower left")
+        ax.legend(title="violation (labels: person/PPE threshold)", loc="lower left")
     ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1.02), ylim=(0, 1.02),
-           title="Violations per labelled person: operating points")  # fmt: skip
+           title="Violations per labelled person: threshold sweep")  # fmt: skip
     ax.grid(alpha=0.3)
     return _save(figure, Path(path))

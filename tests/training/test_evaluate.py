@@ -79,13 +79,15 @@ def test_threshold_sweep_shows_a_weak_helmet_turning_into_a_false_alarm(tmp_path
     report = evaluate(fixed_output_model(tmp_path / "fixed.onnx", boxes), data)
     sweep = next(s for s in report.sweeps if s.rule == "no_helmet")
     assert sweep.classes == ("helmet", "head")
-    by_threshold = {p.threshold: p for p in sweep.points}
-    below, above = by_threshold[0.4], by_threshold[0.45]
+    by_threshold = {(p.person_threshold, p.threshold): p for p in sweep.points}
+    below, above = by_threshold[(0.35, 0.4)], by_threshold[(0.35, 0.45)]
     assert below.false_positives == 0 and below.precision == 1.0 and below.recall == 1.0
     # Above 0.42 the helmet is gone, so its wearer looks bare-headed: one false alarm, recall unchanged.
     assert above.false_positives == 1 and above.recall == 1.0
     assert above.precision == pytest.approx(above.true_positives / (above.true_positives + 1))
     assert sweep.best is not None and sweep.best.threshold <= 0.4 and sweep.best.precision == 1.0
+    [top] = sweep.frontier()  # one trade-off beats or equals every other
+    assert (top.precision, top.recall) == (sweep.best.precision, sweep.best.recall)
     vest = next(s for s in report.sweeps if s.rule == "no_vest")
     assert all(p.precision == 1.0 and p.recall == 1.0 for p in vest.points)  # every vest box scores 0.9+
     json.dumps(report.to_dict())

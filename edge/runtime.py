@@ -82,7 +82,18 @@ class Runtime:
 
 
 def apply_control(app: EdgeApp, command: ControlCommand) -> ControlResult:
-    """Carry out an authorised control command: switch a rule (on one camera or all) or a camera."""
+    """Carry out an authorised control command: switch a rule (on one camera or all) or a camera, or keep
+    a false alarm's frames for relabelling."""
+    if command.action == "false_alarm":
+        assert command.event_id is not None  # the payload model requires it for this action
+        if app.hard_examples is None:
+            return ControlResult(
+                False, "false alarm not kept: the hard-example queue is off (hard_examples.enabled)"
+            )
+        marked = app.hard_examples.mark_false_alarm(command.event_id, command.note)
+        if not marked:
+            return ControlResult(False, f"no queued frame for event {command.event_id}")
+        return ControlResult(True, f"event {command.event_id}: {marked} frame(s) kept as a false alarm")
     enabled = command.action == "enable"
     try:
         if command.rule is not None:

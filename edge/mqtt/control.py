@@ -140,6 +140,8 @@ class ControlHandler:
 
 
 def _target(command: ControlCommand) -> str:
+    if command.event_id is not None:
+        return f"event {command.event_id}"
     if command.rule is not None and command.camera is not None:
         return f"rule {command.rule} on camera {command.camera}"
     return f"rule {command.rule}" if command.rule is not None else f"camera {command.camera}"

@@ -191,17 +191,25 @@ class AlarmMessage(Wire):
 
 
 class ControlCommand(Wire):
-    """Enable or disable a rule or a camera at run time, sent to `.../edges/<edge>/control`."""
+    """A command to `.../edges/<edge>/control`: enable or disable a rule or a camera at run time, or
+    mark an event as a false alarm (its frames are kept for relabelling)."""
 
     schema_version: Literal[1] = 1
     request_id: RequestId
-    action: Literal["enable", "disable"]
+    action: Literal["enable", "disable", "false_alarm"]
     rule: Rule | None = Field(None, description="The rule to switch; with `camera`, only on that camera.")
     camera: Identifier | None = Field(None, description="The camera to switch (or whose rule to switch).")
+    event_id: uuid.UUID | None = Field(None, description="false_alarm: the event a manager rejected.")
+    note: str | None = Field(
+        None, max_length=500, description="false_alarm: why, for the labeller (\"shadow, not a person\")."
+    )
 
     @model_validator(mode="after")
     def _names_a_target(self) -> ControlCommand:
-        if self.rule is None and self.camera is None:
+        if self.action == "false_alarm":
+            if self.event_id is None:
+                raise ValueError("a false_alarm command needs `event_id`")
+        elif self.rule is None and self.camera is None:
             raise ValueError("a command needs `rule`, `camera` or both")
         return self
 

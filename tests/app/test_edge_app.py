@@ -167,3 +167,45 @@ def test_control_commands_switch_rules_and_cameras_of_the_real_app(config):
     assert app.cameras["gate"].paused
     refused = apply_control(app, ControlCommand(request_id="r4", action="disable", camera="crane-cam"))
     assert not refused.ok and "unknown camera 'crane-cam'" in refused.message
+
+
+def test_a_false_alarm_command_keeps_the_events_frames_for_relabelling(config):
+    import uuid
+
+    from edge.dataflow import Frame
+    from edge.mqtt.payloads import ControlCommand
+    from edge.runtime import apply_control
+
+    app = EdgeApp(config.model_copy(update={"cameras": config.cameras[:1]}), alerts=Recorder())
+    capture = cv2.VideoCapture(str(REPO / "samples" / "vtest.mp4"))
+    ok, image = capture.read()
+    capture.release()
+    assert ok and app.hard_examples is not None
+    event_id = uuid.uuid4()
+    detections = app.detector.detect(image)
+    app.hard_examples.add(Frame("gate", 0, time.time(), image), detections, "violation", event_id)
+
+    command = ControlCommand(request_id="fa-1", action="false_alarm", event_id=event_id, note="a shadow")
+    result = apply_control(app, command)
+    assert result.ok and "1 frame(s)" in result.message
+    [sidecar] = (config.hard_examples.folder).glob("*.json")
+    record = json.loads(sidecar.read_text(encoding="utf-8"))
+    assert (record["reason"], record["false_alarm"], record["note"]) == ("false_alarm", True, "a shadow")
+
+    unknown = apply_control(
+        app, ControlCommand(request_id="fa-2", action="false_alarm", event_id=uuid.uuid4())
+    )
+    assert not unknown.ok and "no queued frame" in unknown.message
+    queue_off = EdgeApp(
+        config.model_copy(
+            update={
+                "cameras": config.cameras[:1],
+                "hard_examples": config.hard_examples.model_copy(update={"enabled": False}),
+            }
+        ),
+        alerts=Recorder(),
+    )
+    off = apply_control(queue_off, command)
+    assert not off.ok and "hard-example queue is off" in off.message
+    with pytest.raises(ValueError, match="needs `event_id`"):
+        ControlCommand(request_id="fa-3", action="false_alarm")

@@ -163,7 +163,13 @@ def ultralytics_reference(
     from ultralytics import YOLO
 
     model = YOLO(str(source), task="detect")
-    args = {"imgsz": imgsz, "persist": True, "verbose": False, "tracker": "bytetrack.yaml", "conf": 0.3}
+    args: dict[str, Any] = {
+        "imgsz": imgsz,
+        "persist": True,
+        "verbose": False,
+        "tracker": "bytetrack.yaml",
+        "conf": 0.3,
+    }
     warmup = 3  # the first calls allocate; they are not timed
     rates = []
     for _ in range(max(1, repeats)):

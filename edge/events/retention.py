@@ -11,6 +11,7 @@ from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -164,7 +165,7 @@ class RetentionSweeper:
                 free / GB,
             )
 
-        self._remove_empty_days()
+        self._remove_empty_days(now)
         report = SweepReport(sum(tally.values()), freed[0], dict(tally))
         if report.deleted_files:
             log.info(
@@ -175,9 +176,12 @@ class RetentionSweeper:
             )
         return report
 
-    def _remove_empty_days(self) -> None:
+    def _remove_empty_days(self, now: float) -> None:
+        # Recent days are left even when empty: the evidence writer may have just created one and be
+        # about to write into it (the site's date can run a day ahead of or behind UTC).
+        recent = (datetime.fromtimestamp(now, UTC).date() - timedelta(days=2)).isoformat()
         for day in self._folder.glob("*/*"):
-            if _DATE_DIR.match(day.name) and day.is_dir() and not any(day.iterdir()):
+            if _DATE_DIR.match(day.name) and day.name < recent and day.is_dir() and not any(day.iterdir()):
                 try:
                     day.rmdir()
                 except OSError:  # a clip started writing there meanwhile

@@ -61,6 +61,7 @@ def test_sweep_deletes_evidence_past_retention_by_mtime(tmp_path: Path) -> None:
     assert report == SweepReport(deleted_files=2, freed_bytes=4000, reason_counts={"age": 2})
     assert not old_jpg.exists() and not old_mp4.exists() and recent.exists()
     assert not (tmp_path / "gate/2024-01-01").exists()  # the emptied date folder is gone
+    assert (tmp_path / "gate/2024-02-09").exists()
     assert all(path.exists() for path in foreign)
     assert registry.get_sample_value("sitesentry_retention_deleted_files_total", {"reason": "age"}) == 2
     assert registry.get_sample_value("sitesentry_retention_freed_bytes_total", {"reason": "age"}) == 4000
@@ -101,6 +102,8 @@ def test_low_disk_never_deletes_a_clip_being_written_but_clears_stale_partials(t
 def test_background_sweeper_keeps_sweeping_until_stopped(tmp_path: Path) -> None:
     now = time.time()
     sweeper = RetentionSweeper(tmp_path, retention_days=1, min_free_gb=0)
+    # A non-evidence file keeps the old day folder from being removed (as empty) while the test fills it.
+    evidence_file(tmp_path, "gate/2024-06-01/notes.txt", 10, 0, now)
     sweeper.start(interval_s=0.05)
     try:
         first = evidence_file(tmp_path, "gate/2024-06-01/a.jpg", 10, 2 * DAY, now)
@@ -111,6 +114,15 @@ def test_background_sweeper_keeps_sweeping_until_stopped(tmp_path: Path) -> None
     finally:
         sweeper.stop()
     assert not any(t.name == "evidence-retention" for t in threading.enumerate())
+
+
+def test_an_empty_folder_of_a_recent_day_is_left_for_the_writer(tmp_path: Path) -> None:
+    now = time.time()
+    today = time.strftime("%Y-%m-%d", time.gmtime(now))
+    (tmp_path / "gate" / today).mkdir(parents=True)  # just created by the evidence writer, file to follow
+    (tmp_path / "gate" / "2024-03-01").mkdir()
+    RetentionSweeper(tmp_path, retention_days=30, min_free_gb=0, clock=lambda: now).sweep()
+    assert (tmp_path / "gate" / today).is_dir() and not (tmp_path / "gate" / "2024-03-01").exists()
 
 
 def test_missing_folder_sweeps_nothing(tmp_path: Path) -> None:

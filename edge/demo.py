@@ -6,6 +6,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from uuid import UUID
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -25,12 +26,17 @@ class DemoView:
         self.runtime = runtime
         self.events: deque[SafetyEvent] = deque(maxlen=keep)
         self.counts = {"start": 0, "end": 0}
+        self._ended: set[UUID] = set()  # an END repeats when its clip finishes later: count it once
         self.frames = 0
         self._lock = threading.Lock()
 
     def on_event(self, event: SafetyEvent) -> None:
         """Remember an event for display."""
         with self._lock:
+            if event.phase is Phase.END:
+                if event.event_id in self._ended:
+                    return
+                self._ended.add(event.event_id)
             if event.phase in (Phase.START, Phase.END):
                 self.events.appendleft(event)
                 self.counts[event.phase.value] += 1

@@ -26,6 +26,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+class _RetainOncePerSubscription(Broker):
+    """amqtt, except that a client gets retained messages only for filters it subscribed to itself.
+
+    amqtt 0.12.1 also replays, on every connect, the retained messages of every filter any client holds:
+    a new client then sees each retained message twice (once more when it subscribes) and some for topics
+    it never asked for.
+    """
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Any
+    ) -> None:
+        holders = self._subscriptions.get(subscription[0], [])
+        if any(holder is session for holder, _qos in holders):
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
+
 class EmbeddedBroker:
     """An amqtt broker on its own thread and event loop; start() returns once it listens, stop() once closed.
 
@@ -76,7 +92,7 @@ class EmbeddedBroker:
         self._loop = loop
 
         async def boot() -> Broker:
-            broker = Broker(self._config(), loop=loop)
+            broker = _RetainOncePerSubscription(self._config(), loop=loop)
             await broker.start()
             return broker
 

@@ -118,6 +118,41 @@ def test_embedded_broker_restarts_on_its_port_and_refuses_a_taken_one() -> None:
     again.stop()
 
 
+def test_embedded_broker_sends_retained_messages_once_and_only_for_the_clients_own_filters() -> None:
+    import time
+
+    import paho.mqtt.client as mqtt
+    from mqtt_fixtures import Collector
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    with EmbeddedBroker("127.0.0.1", 0) as broker:
+        publisher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        publisher.connect("127.0.0.1", broker.port)
+        publisher.loop_start()
+        for topic in ("site/gate/status", "site/crane/status", "site/edge/status"):
+            publisher.publish(topic, b"online", qos=1, retain=True).wait_for_publish(5)
+        publisher.disconnect()
+        publisher.loop_stop()
+
+        def collect(topics: list[str]) -> Collector:
+            return Collector("127.0.0.1", broker.port, topics, protocol="3.1.1", username=None).start()
+
+        everything = collect(["site/#"])
+        gate_only = collect(["site/gate/status"])
+        late = collect(["site/#"])
+        assert late.wait_for(lambda ms: len(ms) >= 3) and gate_only.wait_for(lambda ms: len(ms) >= 1)
+        time.sleep(0.5)  # room for duplicates to arrive, if any were sent
+        for client in (everything, gate_only, late):
+            client.stop()
+        assert sorted(m.topic for m in late.messages) == sorted(m.topic for m in everything.messages)
+        assert sorted(m.topic for m in late.messages) == [
+            "site/crane/status",
+            "site/edge/status",
+            "site/gate/status",
+        ]
+        assert [m.topic for m in gate_only.messages] == ["site/gate/status"]
+
+
 def test_broker_command_serves_until_interrupted() -> None:
     port = free_port()
     code = "import typer; from edge.mqtt.cli import register; app = typer.Typer(); register(app); app()"

@@ -273,6 +273,13 @@ class EvidenceConfig(Strict):
     clip_crf: int = Field(
         26, ge=15, le=40, description="H.264 quality: lower is sharper and larger (23 is x264's default)."
     )
+    max_pending_clips: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Clips recording or waiting for the encoder, over all cameras; beyond this a new event "
+        "gets its snapshot but no clip (counted as reason `backlog`), so memory stays bounded.",
+    )
     writer_nice: int = Field(
         10,
         ge=0,

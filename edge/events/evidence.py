@@ -48,8 +48,14 @@ _REASONS = {
 }
 
 
+class ClipBacklogFull(Exception):
+    """Too many clips wait for the encoder: a new one is skipped rather than held in memory."""
+
+
 def failure_reason(exc: BaseException) -> str:
     """Map an error to the short `reason` label used in metrics and logs."""
+    if isinstance(exc, ClipBacklogFull):
+        return "backlog"
     if isinstance(exc, EncoderError):
         return "encoder"
     if isinstance(exc, OSError) and exc.errno is not None:
@@ -216,8 +222,12 @@ class EvidenceRecorder:
             if snapshot is not None:
                 refs.append(snapshot)
         if self._config.clip:
-            relpath, offset_s = self._begin_clip(event, result, f"{stem}.mp4")
-            refs.append(EvidenceRef("clip", relpath, None, offset_s))
+            try:
+                relpath, offset_s = self._begin_clip(event, result, f"{stem}.mp4")
+            except ClipBacklogFull as exc:
+                self._failed("clip", exc)
+            else:
+                refs.append(EvidenceRef("clip", relpath, None, offset_s))
         return event.with_evidence(*refs)
 
     def snapshot_jpeg(self, result: FrameResult) -> bytes:
@@ -306,6 +316,11 @@ class EvidenceRecorder:
                         self._clock() + self._config.post_s + max(QUIET_GRACE_S, self._config.post_s),
                     )
                     return job.relpath, offset_s
+            if self._pending >= self._config.max_pending_clips:
+                raise ClipBacklogFull(
+                    f"{self._pending} clips wait for the encoder (evidence.max_pending_clips); "
+                    f"event {event.event_id} on camera {camera} gets its snapshot only"
+                )
             window = [
                 r
                 for r in self._buffers.get(camera, ())

@@ -201,7 +201,7 @@ class ControlCommand(Wire):
     camera: Identifier | None = Field(None, description="The camera to switch (or whose rule to switch).")
     event_id: uuid.UUID | None = Field(None, description="false_alarm: the event a manager rejected.")
     note: str | None = Field(
-        None, max_length=500, description="false_alarm: why, for the labeller (\"shadow, not a person\")."
+        None, max_length=500, description='false_alarm: why, for the labeller ("shadow, not a person").'
     )
 
     @model_validator(mode="after")

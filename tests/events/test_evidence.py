@@ -290,6 +290,29 @@ def test_an_event_past_the_clip_length_cap_gets_a_clip_of_its_own(
     assert len(sink.calls) == 2
 
 
+def test_a_full_clip_backlog_skips_new_clips_and_counts_them(
+    tmp_path: Path, frames: list[np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = ClipSink()
+    rec, registry = recorder(tmp_path, sink, max_pending_clips=2, post_s=0.5)
+    for i in range(5):
+        rec.observe(result_at(i, frames[i]))
+    # Writer not started, so clips pile up; each event starts past the previous clip's end.
+    with caplog.at_level(logging.WARNING, logger="edge.events.evidence"):
+        recorded = [rec.record(event_at(i), result_at(i, frames[i])) for i in (5, 15, 25)]
+    assert [set(refs_by_kind(r)) for r in recorded] == [{"snapshot", "clip"}] * 2 + [{"snapshot"}]
+    assert rec.pending_clips == 2
+    assert (
+        registry.get_sample_value("sitesentry_evidence_failures_total", {"kind": "clip", "reason": "backlog"})
+        == 1
+    )
+    assert any("max_pending_clips" in r.getMessage() for r in caplog.records)
+    for i in range(5, 35):
+        rec.observe(result_at(i, frames[i]))
+    rec.stop()
+    assert rec.pending_clips == 0 and len(sink.calls) == 2
+
+
 def test_clip_writer_runs_at_lower_priority_than_detection(tmp_path: Path, frames: list[np.ndarray]) -> None:
     """The encoder thread yields the CPU to inference, which runs at the process's own priority."""
     seen: dict[str, int] = {}

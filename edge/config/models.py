@@ -280,6 +280,12 @@ class EvidenceConfig(Strict):
         description="Clips recording or waiting for the encoder, over all cameras; beyond this a new event "
         "gets its snapshot but no clip (counted as reason `backlog`), so memory stays bounded.",
     )
+    max_pending_mb: float = Field(
+        512.0,
+        gt=0,
+        description="Memory the frames of unwritten clips may hold (MB, over all cameras); beyond this a "
+        "new event gets its snapshot but no clip (reason `backlog`).",
+    )
     writer_nice: int = Field(
         10,
         ge=0,

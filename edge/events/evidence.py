@@ -118,6 +118,7 @@ class _ClipJob:
     end_at: float
     deadline: float  # clock time: write what arrived if the camera goes quiet
     frames: list[FrameResult] = field(default_factory=list)
+    held_bytes: int = 0  # image bytes its frames keep in memory until it is written
 
     @property
     def starts_at(self) -> float:
@@ -153,6 +154,7 @@ class EvidenceRecorder:
         self._collecting: dict[str, list[_ClipJob]] = {}
         self._ready: queue.Queue[object] = queue.Queue()
         self._pending = 0
+        self._held_bytes = 0  # over pending clips; a frame shared by two clips counts twice (a safe bound)
         self._last_snapshot: tuple[FrameResult, bytes] | None = None  # events starting on one frame share it
         self._thread: threading.Thread | None = None
         self._log_lock = threading.Lock()
@@ -173,6 +175,12 @@ class EvidenceRecorder:
         )
         pending = Gauge("sitesentry_evidence_pending_clips", "Clips not yet written.", registry=registry)
         pending.set_function(lambda: self.pending_clips)
+        held = Gauge(
+            "sitesentry_evidence_pending_clip_bytes",
+            "Image bytes held in memory by clips not yet written.",
+            registry=registry,
+        )
+        held.set_function(lambda: self._held_bytes)
 
     # -- caller side -------------------------------------------------------------------------------------
 
@@ -195,6 +203,8 @@ class EvidenceRecorder:
             for job in list(jobs):
                 if not _same_frame(job.frames[-1], result):
                     job.frames.append(result)
+                    job.held_bytes += result.frame.image.nbytes
+                    self._held_bytes += result.frame.image.nbytes
                 if now >= job.end_at:
                     jobs.remove(job)
                     self._ready.put(job)
@@ -321,6 +331,12 @@ class EvidenceRecorder:
                     f"{self._pending} clips wait for the encoder (evidence.max_pending_clips); "
                     f"event {event.event_id} on camera {camera} gets its snapshot only"
                 )
+            if self._held_bytes >= self._config.max_pending_mb * 1e6:
+                raise ClipBacklogFull(
+                    f"clips waiting for the encoder hold {self._held_bytes / 1e6:.0f} MB of frames "
+                    f"(evidence.max_pending_mb); event {event.event_id} on camera {camera} gets its "
+                    "snapshot only"
+                )
             window = [
                 r
                 for r in self._buffers.get(camera, ())
@@ -339,8 +355,10 @@ class EvidenceRecorder:
                 end_at=trigger_at + self._config.post_s,
                 deadline=self._clock() + self._config.post_s + max(QUIET_GRACE_S, self._config.post_s),
                 frames=window,
+                held_bytes=sum(r.frame.image.nbytes for r in window),
             )
             self._pending += 1
+            self._held_bytes += job.held_bytes
             if window[-1].frame.captured_at >= job.end_at:
                 self._ready.put(job)
             else:
@@ -396,6 +414,7 @@ class EvidenceRecorder:
         finally:
             with self._lock:
                 self._pending -= 1
+                self._held_bytes -= job.held_bytes
         self._written.labels("clip").inc()
         self._bytes.labels("clip").inc(size)
         if self._on_clip_ready is not None:

@@ -313,6 +313,30 @@ def test_a_full_clip_backlog_skips_new_clips_and_counts_them(
     assert rec.pending_clips == 0 and len(sink.calls) == 2
 
 
+def test_clips_holding_too_many_frames_in_memory_skip_new_ones(
+    tmp_path: Path, frames: list[np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    frame_mb = frames[0].nbytes / 1e6
+    # Room for about six frames: the first clip's pre-roll (five frames) and trigger fill it.
+    rec, registry = recorder(tmp_path, max_pending_mb=6 * frame_mb, post_s=0.5)
+    for i in range(5):
+        rec.observe(result_at(i, frames[i]))
+    with caplog.at_level(logging.WARNING, logger="edge.events.evidence"):
+        first = rec.record(event_at(5), result_at(5, frames[5]))
+        for i in range(5, 15):
+            rec.observe(result_at(i, frames[i]))
+        second = rec.record(event_at(15), result_at(15, frames[15]))
+    assert "clip" in refs_by_kind(first) and "clip" not in refs_by_kind(second)
+    assert registry.get_sample_value("sitesentry_evidence_pending_clip_bytes") >= 6 * frames[0].nbytes
+    assert (
+        registry.get_sample_value("sitesentry_evidence_failures_total", {"kind": "clip", "reason": "backlog"})
+        == 1
+    )
+    assert any("max_pending_mb" in r.getMessage() for r in caplog.records)
+    rec.stop()
+    assert registry.get_sample_value("sitesentry_evidence_pending_clip_bytes") == 0
+
+
 def test_clip_writer_runs_at_lower_priority_than_detection(tmp_path: Path, frames: list[np.ndarray]) -> None:
     """The encoder thread yields the CPU to inference, which runs at the process's own priority."""
     seen: dict[str, int] = {}

@@ -179,7 +179,9 @@ class CameraMetrics(Collector):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cameras: dict[str, CameraHealth] = {}
+        # Weak: the module-level map below keeps this collector alive, and a strong reference here would
+        # keep every reader and its app alive with it (a health's listeners point back at the app).
+        self._cameras: weakref.WeakValueDictionary[str, CameraHealth] = weakref.WeakValueDictionary()
 
     def track(self, health: CameraHealth) -> None:
         """Export this camera's health; a later one with the same camera id replaces it."""

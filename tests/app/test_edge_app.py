@@ -209,3 +209,19 @@ def test_a_false_alarm_command_keeps_the_events_frames_for_relabelling(config):
     assert not off.ok and "hard-example queue is off" in off.message
     with pytest.raises(ValueError, match="needs `event_id`"):
         ControlCommand(request_id="fa-3", action="false_alarm")
+
+
+def test_a_stopped_app_is_freed_with_its_model_and_frames(config):
+    """Nothing global keeps an app alive: a process that builds apps one after another (the benchmark,
+    a supervisor restarting one) must not keep every old detector and frame buffer in memory."""
+    import gc
+    import weakref
+
+    app = EdgeApp(config.model_copy(update={"cameras": config.cameras[:1]}), alerts=Recorder())
+    app.start()
+    time.sleep(1.0)
+    app.stop()
+    freed = weakref.ref(app)
+    del app
+    gc.collect()
+    assert freed() is None, [type(r).__name__ for r in gc.get_referrers(freed())]

@@ -90,7 +90,8 @@ def test_metrics_show_every_camera_of_a_registry_with_its_counters_and_status() 
 
 def test_separate_registries_do_not_share_cameras() -> None:
     first, second = CollectorRegistry(), CollectorRegistry()
-    camera_metrics(first).track(CameraHealth("gate"))
+    gate = CameraHealth("gate")  # tracked only while something (its reader) keeps it
+    camera_metrics(first).track(gate)
     camera_metrics(second)
     assert first.get_sample_value("sitesentry_camera_frames_read_total", {"camera": "gate"}) == 0
     assert second.get_sample_value("sitesentry_camera_frames_read_total", {"camera": "gate"}) is None

@@ -169,5 +169,6 @@ def test_dynamic_model_takes_a_letterboxed_rectangle_and_finds_the_same_people(d
     square._dynamic_hw = False  # the fixed-square path, as for a model exported with a static shape
     full = square.detect(frame).of("person")
     assert abs(len(rect) - len(full)) <= 1 and len(full) >= 3
-    for box in full.xyxy:
-        assert np.abs(rect.xyxy - box).max(axis=1).min() < 12  # the same person, within a few pixels
+    # The same people, within a few pixels; one borderline person may clear the threshold in one only.
+    unmatched = [box for box in full.xyxy if np.abs(rect.xyxy - box).max(axis=1).min() >= 12]
+    assert len(unmatched) <= 1, unmatched

@@ -54,7 +54,7 @@ def broker(
     except KeyboardInterrupt:
         pass
     finally:
-        embedded.stop()
+        embedded.stop(timeout=4.0)  # Ctrl-C must end it promptly, even if a client connection lingers
 
 
 def tail(

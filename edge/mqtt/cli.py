@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -38,23 +39,27 @@ def broker(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: a free one).")] = 1883,
 ) -> None:
-    """Run the embedded MQTT broker (amqtt, MQTT 3.1.1) until Ctrl-C."""
+    """Run the embedded MQTT broker (amqtt, MQTT 3.1.1) until Ctrl-C or SIGTERM."""
     from edge.mqtt.broker import EmbeddedBroker, EmbeddedBrokerError
 
     console = Console()
+    stop = threading.Event()
+    # Explicit handlers: a shell that starts us in the background leaves SIGINT ignored, and a service
+    # manager stops us with SIGTERM.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     embedded = EmbeddedBroker(host, port)
     try:
         embedded.start()
         console.print(
             f"Embedded MQTT broker listening on {host}:{embedded.port} (MQTT 3.1.1); Ctrl-C stops it."
         )
-        threading.Event().wait()
+        while not stop.wait(0.5):
+            pass
     except EmbeddedBrokerError as exc:
         raise _fail(str(exc)) from None
-    except KeyboardInterrupt:
-        pass
     finally:
-        embedded.stop(timeout=4.0)  # Ctrl-C must end it promptly, even if a client connection lingers
+        embedded.stop(timeout=4.0)  # it must end promptly, even if a client connection lingers
 
 
 def tail(

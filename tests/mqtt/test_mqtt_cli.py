@@ -153,7 +153,8 @@ def test_embedded_broker_sends_retained_messages_once_and_only_for_the_clients_o
         assert [m.topic for m in gate_only.messages] == ["site/gate/status"]
 
 
-def test_broker_command_serves_until_interrupted() -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_broker_command_serves_until_interrupted(signum: signal.Signals) -> None:
     port = free_port()
     code = "import typer; from edge.mqtt.cli import register; app = typer.Typer(); register(app); app()"
     process = subprocess.Popen(
@@ -169,6 +170,6 @@ def test_broker_command_serves_until_interrupted() -> None:
         assert f"listening on 127.0.0.1:{port}" in banner, process.stderr.read() if process.stderr else ""
         assert wait_port("127.0.0.1", port)
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         process.communicate(timeout=20)
     assert process.returncode == 0

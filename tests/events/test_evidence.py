@@ -75,6 +75,12 @@ def result_at(i: int, image: np.ndarray, violating: bool = True) -> FrameResult:
     return FrameResult(Frame("gate", i, T0 + i / FPS, image), Detections.empty(), (track,), violations, ())
 
 
+def feed(rec: EvidenceRecorder, frames: list[np.ndarray], start: int, stop: int) -> None:
+    """Show the recorder frames start..stop-1 of camera 'gate', as the pipeline would."""
+    for i in range(start, stop):
+        rec.observe(result_at(i, frames[i]))
+
+
 def event_at(i: int, phase: Phase = Phase.START) -> SafetyEvent:
     return SafetyEvent(
         event_id=uuid.uuid4(),
@@ -171,14 +177,12 @@ def test_clip_spans_pre_and_post_seconds_at_the_observed_rate(
     sink = ClipSink()
     rec, registry = recorder(tmp_path, sink)
     rec.start()
-    for i in range(20):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 0, 20)
     trigger = result_at(20, frames[20])
     rec.observe(trigger)
     recorded = rec.record(event_at(20), trigger)
     assert rec.pending_clips == 1
-    for i in range(21, 40):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 21, 40)
 
     assert sink.done.wait(60), "clip never reported ready"
     rec.stop()
@@ -212,11 +216,9 @@ def test_clips_are_browser_playable_h264_or_mp4v_on_request(
     sink = ClipSink()
     rec, _ = recorder(tmp_path, sink, clip_codec=codec)
     rec.start()
-    for i in range(10):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 0, 10)
     recorded = rec.record(event_at(10), result_at(10, frames[10]))
-    for i in range(10, 25):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 10, 25)
     assert sink.done.wait(60), "clip never reported ready"
     rec.stop()
 
@@ -240,14 +242,12 @@ def test_events_starting_while_a_clip_records_share_it_and_extend_its_end(
     sink = ClipSink()
     rec, registry = recorder(tmp_path, sink)
     rec.start()
-    for i in range(20):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 0, 20)
     first, second, third = event_at(20), event_at(20), event_at(25)
     trigger = result_at(20, frames[20])
     rec.observe(trigger)
     refs = [rec.record(first, trigger), rec.record(second, trigger)]  # two rules, one frame
-    for i in range(21, 26):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 21, 26)
     refs.append(rec.record(third, result_at(25, frames[25])))  # 0.5 s later, still inside the post-roll
     paths = {refs_by_kind(r)["clip"].path for r in refs}
     assert paths == {f"gate/2024-06-01/{first.event_id}.mp4"} and rec.pending_clips == 1
@@ -256,8 +256,7 @@ def test_events_starting_while_a_clip_records_share_it_and_extend_its_end(
     # Snapshots stay one per event, with the same picture when events start on the same frame.
     snaps = [refs_by_kind(r)["snapshot"] for r in refs]
     assert len({s.path for s in snaps}) == 3 and snaps[0].sha256 == snaps[1].sha256
-    for i in range(26, 50):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 26, 50)
     rec.stop()
 
     assert sorted(str(e.event_id) for e, _ in sink.calls) == sorted(str(e.event_id) for e in refs)
@@ -274,15 +273,12 @@ def test_an_event_past_the_clip_length_cap_gets_a_clip_of_its_own(
 ) -> None:
     sink = ClipSink()
     rec, registry = recorder(tmp_path, sink, clip_max_s=2.5)
-    for i in range(20):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 0, 20)
     first = rec.record(event_at(20), result_at(20, frames[20]))
-    for i in range(20, 26):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 20, 26)
     # Joining would make the clip run from frame 10 to frame 36: 2.6 s, over the 2.5 s cap.
     second = rec.record(event_at(26), result_at(26, frames[26]))
-    for i in range(26, 45):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 26, 45)
     rec.stop()
 
     assert refs_by_kind(first)["clip"].path != refs_by_kind(second)["clip"].path
@@ -295,8 +291,7 @@ def test_a_full_clip_backlog_skips_new_clips_and_counts_them(
 ) -> None:
     sink = ClipSink()
     rec, registry = recorder(tmp_path, sink, max_pending_clips=2, post_s=0.5)
-    for i in range(5):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 0, 5)
     # Writer not started, so clips pile up; each event starts past the previous clip's end.
     with caplog.at_level(logging.WARNING, logger="edge.events.evidence"):
         recorded = [rec.record(event_at(i), result_at(i, frames[i])) for i in (5, 15, 25)]
@@ -307,8 +302,7 @@ def test_a_full_clip_backlog_skips_new_clips_and_counts_them(
         == 1
     )
     assert any("max_pending_clips" in r.getMessage() for r in caplog.records)
-    for i in range(5, 35):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 5, 35)
     rec.stop()
     assert rec.pending_clips == 0 and len(sink.calls) == 2
 
@@ -319,12 +313,10 @@ def test_clips_holding_too_many_frames_in_memory_skip_new_ones(
     frame_mb = frames[0].nbytes / 1e6
     # Room for about six frames: the first clip's pre-roll (five frames) and trigger fill it.
     rec, registry = recorder(tmp_path, max_pending_mb=6 * frame_mb, post_s=0.5)
-    for i in range(5):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 0, 5)
     with caplog.at_level(logging.WARNING, logger="edge.events.evidence"):
         first = rec.record(event_at(5), result_at(5, frames[5]))
-        for i in range(5, 15):
-            rec.observe(result_at(i, frames[i]))
+        feed(rec, frames, 5, 15)
         second = rec.record(event_at(15), result_at(15, frames[15]))
     assert "clip" in refs_by_kind(first) and "clip" not in refs_by_kind(second)
     assert registry.get_sample_value("sitesentry_evidence_pending_clip_bytes") >= 6 * frames[0].nbytes
@@ -348,11 +340,9 @@ def test_clip_writer_runs_at_lower_priority_than_detection(tmp_path: Path, frame
     config = EvidenceConfig(folder=tmp_path, pre_s=0.2, post_s=0.2, writer_nice=5)
     rec = EvidenceRecorder(config, zones=ZONES, tz=HK, registry=registry, on_clip_ready=note_priority)
     rec.start()
-    for i in range(3):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 0, 3)
     rec.record(event_at(2), result_at(2, frames[2]))
-    for i in range(3, 8):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 3, 8)
     rec.stop()
     own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert seen["writer"] == min(19, own + 5)
@@ -366,11 +356,9 @@ def test_stop_flushes_a_clip_still_collecting(
     rec, _ = recorder(tmp_path, sink, pre_s=0.5, post_s=5.0)
     if started:
         rec.start()
-    for i in range(10):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 0, 10)
     recorded = rec.record(event_at(10), result_at(10, frames[10]))
-    for i in range(11, 14):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 11, 14)
     assert rec.pending_clips == 1
 
     rec.stop(timeout=30)
@@ -391,8 +379,7 @@ def test_clip_of_a_camera_gone_quiet_is_written_after_its_deadline(
         config, zones=ZONES, tz=HK, registry=registry, on_clip_ready=sink, clock=lambda: now[0]
     )
     rec.start()
-    for i in range(5):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 0, 5)
     rec.record(event_at(5), result_at(5, frames[5]))
     assert not sink.done.wait(0.6)  # the deadline has not passed on the injected clock
 
@@ -404,13 +391,11 @@ def test_clip_of_a_camera_gone_quiet_is_written_after_its_deadline(
 
 def test_ring_buffer_keeps_only_pre_seconds(tmp_path: Path, frames: list[np.ndarray]) -> None:
     rec, _ = recorder(tmp_path, pre_s=1.0)
-    for i in range(50):
-        rec.observe(result_at(i, frames[i]))
+    feed(rec, frames, 0, 50)
     assert rec.buffered("gate") in (10, 11)
 
     no_clips, _ = recorder(tmp_path, clip=False)
-    for i in range(50):
-        no_clips.observe(result_at(i, frames[i]))
+    feed(no_clips, frames, 0, 50)
     assert no_clips.buffered("gate") == 0
 
 

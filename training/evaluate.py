@@ -3,9 +3,11 @@
 Box level: AP50 and AP50-95 per class and their means from low-threshold detections (confidence 0.001),
 and precision/recall at the site's operating thresholds. Violation level: for every labelled person, is a
 missing helmet / vest flagged, decided by the same `assign_ppe` the rules use, on ground truth and on
-predictions alike. A labelled person counts for a rule only when the labels settle it (a helmet or a
-bare head; a vest or a no_vest box): a person whose head is not labelled at all is "undetermined" and
-left out. Single frames only: the rules' debounce over time is not part of this figure.
+predictions alike. A predicted person is the labelled one when their person boxes overlap, or when the
+head (torso) boxes that decided the rule do: both at IoU >= 0.5. A labelled person counts for a rule
+only when the labels settle it (a helmet or a bare head; a vest or a no_vest box): a person whose head
+is not labelled at all is "undetermined" and left out. Single frames only: the rules' debounce over
+time is not part of this figure.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -34,11 +36,15 @@ from training.metrics import (
     safe_ratio,
 )
 
+if TYPE_CHECKING:
+    from edge.violations.ppe import Box
+
 log = logging.getLogger(__name__)
 
 #: Confidence floor for the AP pass: AP integrates over every threshold, so boxes must not be cut early.
 AP_CONFIDENCE = 0.001
-#: A predicted person counts as a labelled one when their boxes overlap at least this much.
+#: A predicted person counts as a labelled one when their boxes (or, per rule, their head or torso boxes)
+#: overlap at least this much.
 PERSON_MATCH_IOU = 0.5
 _SPLITS = {"val": "valid", "valid": "valid", "test": "test", "train": "train"}
 _MISSING = {"helmet": "helmet_missing", "vest": "vest_missing"}
@@ -189,9 +195,22 @@ def ground_truth(img: LabelledImage, width: int, height: int) -> Detections:
     return Detections(xyxy, np.ones(len(cls), np.float32), cls, CLASS_NAMES)
 
 
-def match_persons(gt: np.ndarray, pred: np.ndarray, iou: float = PERSON_MATCH_IOU) -> dict[int, int]:
-    """Pair labelled and predicted persons one-to-one, highest IoU first: {gt index: pred index}."""
+def match_persons(
+    gt: np.ndarray,
+    pred: np.ndarray,
+    iou: float = PERSON_MATCH_IOU,
+    gt_parts: Sequence[Box | None] | None = None,
+    pred_parts: Sequence[Box | None] | None = None,
+) -> dict[int, int]:
+    """Pair labelled and predicted persons one-to-one, highest IoU first: {gt index: pred index}.
+
+    With parts (each person's head or torso box, None where it has none), two persons also match when
+    their parts overlap by `iou`: labellers and the model often disagree on how much of a half-hidden
+    body to box, far less on where its head is.
+    """
     overlap = box_iou(gt, pred)
+    if gt_parts is not None and pred_parts is not None and overlap.size:
+        overlap = np.maximum(overlap, part_iou(gt_parts, pred_parts))
     pairs = np.argwhere(overlap >= iou)
     pairs = pairs[np.argsort(-overlap[pairs[:, 0], pairs[:, 1]], kind="stable")]
     out: dict[int, int] = {}
@@ -200,6 +219,18 @@ def match_persons(gt: np.ndarray, pred: np.ndarray, iou: float = PERSON_MATCH_IO
         if g not in out and p not in used:
             out[g] = p
             used.add(p)
+    return out
+
+
+def part_iou(a: Sequence[Box | None], b: Sequence[Box | None]) -> np.ndarray:
+    """IoU of every part box in a with every one in b; 0 wherever either side has no part."""
+    has_a = np.array([box is not None for box in a], bool)
+    has_b = np.array([box is not None for box in b], bool)
+    out = np.zeros((len(a), len(b)))
+    if has_a.any() and has_b.any():
+        boxes_a = np.array([box for box in a if box is not None], np.float64)
+        boxes_b = np.array([box for box in b if box is not None], np.float64)
+        out[np.ix_(has_a, has_b)] = box_iou(boxes_a, boxes_b)
     return out
 
 
@@ -212,11 +243,18 @@ def count_violations(
     gt_persons, pred_persons = truth.of(PERSON), predicted.of(PERSON)
     gt_status = assign_ppe(gt_persons.xyxy, truth, rules)
     pred_status = assign_ppe(pred_persons.xyxy, predicted, rules, pred_persons.confidence)
-    pairs = match_persons(gt_persons.xyxy, pred_persons.xyxy)
-    matched_pred = set(pairs.values())
+    detected = match_persons(gt_persons.xyxy, pred_persons.xyxy)
     for item, attr in _MISSING.items():
         if item not in rules.require:
             continue
+        part = _DECIDING_BOX[item]
+        pairs = match_persons(
+            gt_persons.xyxy,
+            pred_persons.xyxy,
+            gt_parts=[getattr(s, part) for s in gt_status],
+            pred_parts=[getattr(s, part) for s in pred_status],
+        )
+        matched_pred = set(pairs.values())
         c = counts.setdefault(f"no_{item}", _ViolationCounts())
         for g, status in enumerate(gt_status):
             if not status.judged:
@@ -238,7 +276,7 @@ def count_violations(
     return {
         "labelled": len(gt_status),
         "judged": sum(s.judged for s in gt_status),
-        "detected": len(pairs),
+        "detected": len(detected),
     }
 
 

@@ -111,6 +111,7 @@ class CameraRules(Strict):
     min_share: float | None = Field(None, gt=0, le=1, description="Override of rules.min_share.")
     cooldown_s: float | None = Field(None, ge=0, description="Override of rules.cooldown_s.")
     schedules: list[Schedule] | None = Field(None, description="Override of rules.schedules.")
+    missing_when_unseen: bool | None = Field(None, description="Override of rules.missing_when_unseen.")
 
 
 class TilingConfig(Strict):
@@ -237,6 +238,14 @@ class RulesConfig(Strict):
             raise ValueError("needs 0 <= top < bottom <= 1 (shares of the person box height)")
         return value
 
+    missing_when_unseen: bool = Field(
+        True,
+        description=(
+            "A judged person on whom neither the item (helmet, vest) nor its absence (a bare head, a"
+            " no_vest torso) is detected counts as missing it. False: only a bare head or an unvested"
+            " torso that is seen raises an alert (fewer false alarms, more misses)."
+        ),
+    )
     min_person_px: int = Field(
         40,
         ge=0,

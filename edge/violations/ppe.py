@@ -111,10 +111,10 @@ def assign_ppe(
     statuses = []
     for i, person in enumerate(persons):
         judged = float(person[3] - person[1]) >= rules.min_person_px
-        head_box, helmet_missing, helmet_conf = _decide(
-            heads[i], detections, HELMET, float(person_confidence[i])
-        )
-        torso_box, vest_missing, vest_conf = _decide(torsos[i], detections, VEST, float(person_confidence[i]))
+        confidence = float(person_confidence[i])
+        unseen = rules.missing_when_unseen
+        head_box, helmet_missing, helmet_conf = _decide(heads[i], detections, HELMET, confidence, unseen)
+        torso_box, vest_missing, vest_conf = _decide(torsos[i], detections, VEST, confidence, unseen)
         statuses.append(
             PPEStatus(judged, helmet_missing, vest_missing, helmet_conf, vest_conf, head_box, torso_box)
         )
@@ -122,10 +122,14 @@ def assign_ppe(
 
 
 def _decide(
-    assigned: tuple[str, int] | None, detections: Detections, good: str, person_confidence: float
+    assigned: tuple[str, int] | None,
+    detections: Detections,
+    good: str,
+    person_confidence: float,
+    missing_when_unseen: bool,
 ) -> tuple[Box | None, bool, float]:
     if assigned is None:
-        return None, True, person_confidence
+        return None, missing_when_unseen, person_confidence
     label, index = assigned
     of_label = detections.of(label)
     box = tuple(float(v) for v in of_label.xyxy[index])

@@ -88,7 +88,10 @@ def test_event_message_carries_the_event_and_clamps_boxes_into_the_frame() -> No
     assert data["emitted_at"] == "2025-06-02T17:31:00+08:00"
     assert datetime.fromisoformat(data["ended_at"]) > datetime.fromisoformat(data["started_at"])
     assert data["evidence"][0] == {
-        "kind": "snapshot", "path": "gate/snap-0.jpg", "sha256": "a" * 64, "offset_s": None
+        "kind": "snapshot",
+        "path": "gate/snap-0.jpg",
+        "sha256": "a" * 64,
+        "offset_s": None,
     }
     assert data["model"] == {"name": "ppe-yolo", "version": "2025.06"}
     assert schema_errors("event", msg.model_dump_json().encode()) == []

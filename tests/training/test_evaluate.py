@@ -122,6 +122,30 @@ def test_violation_counts_per_labelled_person() -> None:
     assert "no_vest" not in counts  # not required by these rules
 
 
+def test_a_person_boxed_differently_is_still_matched_by_the_head_that_decided() -> None:
+    from edge.dataflow import Detections
+
+    def dets(rows):
+        xyxy = np.array([r[1:] for r in rows], np.float32).reshape(-1, 4)
+        cls = np.array([CLASS_NAMES.index(r[0]) for r in rows], np.int32)
+        return Detections(xyxy, np.full(len(rows), 0.9, np.float32), cls)
+
+    # The labeller boxed only the visible upper body; the model boxed the whole worker (IoU 0.4).
+    truth = dets([("person", 0, 0, 100, 120), ("head", 30, 0, 70, 40)])
+    predicted = dets([("person", 0, 0, 100, 300), ("head", 32, 2, 70, 40)])
+    counts: dict = {}
+    persons = count_violations(truth, predicted, RulesConfig(require=["helmet"]), counts)
+    assert persons["detected"] == 0  # as persons they do not match...
+    v = counts["no_helmet"]
+    assert (v.positives, v.tp, v.fp, v.fn) == (1, 1, 0, 0)  # ...but the bare head is the same one
+    # A different head (elsewhere in the box) does not rescue the match: one miss and one false alarm.
+    counts = {}
+    elsewhere = dets([("person", 0, 0, 100, 300), ("head", 30, 60, 70, 100)])
+    count_violations(truth, elsewhere, RulesConfig(require=["helmet"], head_region=0.4), counts)
+    v = counts["no_helmet"]
+    assert (v.tp, v.fp, v.fn) == (0, 1, 1)
+
+
 def test_bad_inputs_are_refused_clearly(tmp_path: Path) -> None:
     data, dataset = photo_dataset(tmp_path)
     from edge.detections.base import ModelError

@@ -67,3 +67,24 @@ def test_tiny_person_is_not_judged():
     person = np.array([[10, 10, 20, 30]], np.float32)
     (status,) = assign_ppe(person, Detections.empty(), RULES)
     assert not status.judged
+
+
+def test_nothing_seen_on_the_head_counts_as_missing_only_when_configured():
+    person = np.array([[100, 100, 200, 400]], np.float32)
+    d = dets(("vest", 110, 170, 190, 280, 0.7))  # head region empty: no helmet, no bare head
+    (strict,) = assign_ppe(person, d, RULES)
+    assert strict.helmet_missing and strict.head_box is None and not strict.vest_missing
+    lenient = RulesConfig(missing_when_unseen=False)
+    (seen_only,) = assign_ppe(person, d, lenient)
+    assert not seen_only.helmet_missing and not seen_only.vest_missing
+    (bare,) = assign_ppe(person, dets(("head", 125, 100, 175, 145, 0.6)), lenient)
+    assert bare.helmet_missing and not bare.vest_missing  # a seen bare head still counts; torso unseen
+
+
+def test_a_camera_can_override_the_unseen_policy():
+    from edge.config.models import CameraConfig
+    from edge.violations.engine import effective_rules
+
+    camera = CameraConfig(id="gate", source="gate.mp4", rules={"missing_when_unseen": False})
+    assert effective_rules(camera, RULES).missing_when_unseen is False
+    assert effective_rules(CameraConfig(id="yard", source="y.mp4"), RULES).missing_when_unseen is True

@@ -271,8 +271,8 @@ class EvidenceConfig(Strict):
         ge=0,
         le=120,
         description="Events that start on one camera while its clip is still recording share that clip "
-        "(extended to cover them) up to this length; beyond it a new clip starts. A clip's frames stay in "
-        "memory until it is written: at 1080p and 5 fps, 12 s is about 370 MB per camera.",
+        "(extended to cover them) up to this length; beyond it a new clip starts. Frames are encoded as "
+        "they arrive, so a longer clip costs disk, not memory.",
     )
     clip_codec: Literal["h264", "mp4v"] = Field(
         "h264",
@@ -292,8 +292,9 @@ class EvidenceConfig(Strict):
     max_pending_mb: float = Field(
         512.0,
         gt=0,
-        description="Memory the frames of unwritten clips may hold (MB, over all cameras); beyond this a "
-        "new event gets its snapshot but no clip (reason `backlog`).",
+        description="Memory the frames waiting for the clip encoder may hold (MB, over all cameras); beyond "
+        "this a new event gets its snapshot but no clip (reason `backlog`). Only reached when the "
+        "encoder falls behind the cameras.",
     )
     writer_nice: int = Field(
         10,

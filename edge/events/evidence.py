@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from edge.annotate import blur_regions, draw, head_boxes
 from edge.config.models import EvidenceConfig, ZoneConfig
 from edge.dataflow import EvidenceRef, FrameResult, Phase, SafetyEvent
-from edge.events.video import EncoderError, count_frames, encode_video, usable_codec
+from edge.events.video import EncoderError, VideoEncoder, count_frames, usable_codec
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def observed_fps(results: Sequence[FrameResult]) -> float:
 
 @dataclass
 class _ClipJob:
-    """A clip being collected: frames up to `end_at` (frame time), written by the writer thread.
+    """A clip being collected: frames up to `end_at` (frame time), encoded by the writer thread as they come.
 
     Every event that starts on the camera while the clip is still collecting shares it, so a crowd
     breaking several rules at once costs one encode, not one per person and rule.
@@ -115,15 +115,21 @@ class _ClipJob:
     camera_id: str
     path: Path
     relpath: str
+    starts_at: float  # frame time of the clip's first frame
+    fps: float  # the rate the camera delivered over the pre-roll: the clip's frame rate
     end_at: float
     deadline: float  # clock time: write what arrived if the camera goes quiet
-    frames: list[FrameResult] = field(default_factory=list)
-    held_bytes: int = 0  # image bytes its frames keep in memory until it is written
+    last: FrameResult
+    frames: list[FrameResult] = field(default_factory=list)  # arrived, not yet encoded
+    held_bytes: int = 0  # image bytes of those frames
+    complete: bool = False  # no more frames will come: finish the file once `frames` is encoded
+    done: bool = False  # written or failed: nothing more to do
+    encoder: VideoEncoder | None = None  # open from the first encoded frame; writer thread only
 
     @property
-    def starts_at(self) -> float:
-        """Frame time of the clip's first frame."""
-        return self.frames[0].frame.captured_at
+    def partial(self) -> Path:
+        """Where the clip is encoded before it is checked and renamed into place."""
+        return self.path.with_name(f"{self.path.stem}.part.mp4")
 
 
 _STOP = object()
@@ -201,13 +207,15 @@ class EvidenceRecorder:
             if not jobs:
                 return
             for job in list(jobs):
-                if not _same_frame(job.frames[-1], result):
+                if not _same_frame(job.last, result):
                     job.frames.append(result)
+                    job.last = result
                     job.held_bytes += result.frame.image.nbytes
                     self._held_bytes += result.frame.image.nbytes
                 if now >= job.end_at:
                     jobs.remove(job)
-                    self._ready.put(job)
+                    job.complete = True
+                self._ready.put(job)  # the writer encodes what arrived, so frames are not held
 
     def buffered(self, camera_id: str) -> int:
         """Return how many frames of a camera the ring buffer holds now."""
@@ -270,6 +278,7 @@ class EvidenceRecorder:
         with self._lock:
             for jobs in self._collecting.values():
                 for job in jobs:
+                    job.complete = True
                     self._ready.put(job)
                 jobs.clear()
         thread = self._thread
@@ -352,17 +361,21 @@ class EvidenceRecorder:
                 camera_id=camera,
                 path=self._folder / relpath,
                 relpath=relpath,
+                starts_at=window[0].frame.captured_at,
+                fps=observed_fps(window),
                 end_at=trigger_at + self._config.post_s,
                 deadline=self._clock() + self._config.post_s + max(QUIET_GRACE_S, self._config.post_s),
+                last=window[-1],
                 frames=window,
                 held_bytes=sum(r.frame.image.nbytes for r in window),
             )
             self._pending += 1
             self._held_bytes += job.held_bytes
             if window[-1].frame.captured_at >= job.end_at:
-                self._ready.put(job)
+                job.complete = True
             else:
                 self._collecting.setdefault(job.camera_id, []).append(job)
+            self._ready.put(job)
         return relpath, offset_s
 
     def _writer_loop(self) -> None:
@@ -382,7 +395,7 @@ class EvidenceRecorder:
                 self._drain()
                 return
             if isinstance(item, _ClipJob):
-                self._finish(item)
+                self._service(item)
             self._release_overdue()
 
     def _drain(self) -> None:
@@ -392,7 +405,7 @@ class EvidenceRecorder:
             except queue.Empty:
                 return
             if isinstance(item, _ClipJob):
-                self._finish(item)
+                self._service(item)
 
     def _release_overdue(self) -> None:
         """Queue clips whose camera stopped delivering frames, so they are written with what arrived."""
@@ -401,20 +414,36 @@ class EvidenceRecorder:
             for jobs in self._collecting.values():
                 for job in [j for j in jobs if now >= j.deadline]:
                     jobs.remove(job)
+                    job.complete = True
                     self._ready.put(job)
 
-    def _finish(self, job: _ClipJob) -> None:
+    def _service(self, job: _ClipJob) -> None:
+        """Encode the frames that arrived for a clip; finish the clip once it is complete."""
+        with self._lock:
+            if job.done:
+                return  # queued again after it was written or failed
+            batch, job.frames = job.frames, []
+            complete = job.complete
         try:
-            sha256, size = self._write_clip(job)
+            try:
+                self._encode(job, batch)
+            finally:
+                released = sum(r.frame.image.nbytes for r in batch)
+                with self._lock:
+                    job.held_bytes -= released
+                    self._held_bytes -= released
+            if not complete:
+                return
+            sha256, size = self._close(job)
         except Exception as exc:  # the writer thread must survive anything one clip throws
+            self._give_up(job)
             if not isinstance(exc, OSError):
                 log.exception("unexpected error writing clip %s", job.relpath)
             self._failed("clip", exc)
             return
-        finally:
-            with self._lock:
-                self._pending -= 1
-                self._held_bytes -= job.held_bytes
+        with self._lock:
+            job.done = True
+            self._pending -= 1
         self._written.labels("clip").inc()
         self._bytes.labels("clip").inc(size)
         if self._on_clip_ready is not None:
@@ -424,33 +453,54 @@ class EvidenceRecorder:
                 except Exception:
                     log.exception("on_clip_ready failed for %s (event %s)", job.relpath, event.event_id)
 
-    def _write_clip(self, job: _ClipJob) -> tuple[str, int]:
-        """Encode the clip to a temporary name, check it reads back, rename; return (sha256, bytes)."""
-        job.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = job.path.with_name(f"{job.path.stem}.part.mp4")
-        height, width = job.frames[0].frame.image.shape[:2]
+    def _encode(self, job: _ClipJob, batch: list[FrameResult]) -> None:
+        if not batch:
+            return
         try:
-            try:
-                written = encode_video(
-                    partial,
-                    (self._render(result) for result in job.frames),
-                    observed_fps(job.frames),
-                    (width, height),
-                    self._config.clip_codec,
-                    self._config.clip_crf,
+            if job.encoder is None:
+                job.path.parent.mkdir(parents=True, exist_ok=True)
+                height, width = batch[0].frame.image.shape[:2]
+                job.encoder = VideoEncoder(
+                    job.partial, job.fps, (width, height), self._config.clip_codec, self._config.clip_crf
                 )
-            except EncoderError as exc:
-                raise self._encoder_error(partial, str(exc).removeprefix(f"{partial}: ")) from None
-            # Encoders report few write errors; reading the container back catches a truncated file.
-            frames = count_frames(partial)
-            if frames != written:
-                raise self._encoder_error(partial, f"read back {frames} of {written} frames")
-            sha256, size = _file_sha256(partial), partial.stat().st_size
-            os.replace(partial, job.path)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+            for result in batch:
+                job.encoder.write(self._render(result))
+        except EncoderError as exc:
+            raise self._encoder_error(job.partial, str(exc).removeprefix(f"{job.partial}: ")) from None
+
+    def _close(self, job: _ClipJob) -> tuple[str, int]:
+        """Finish the clip's file, check it reads back, rename it into place; return (sha256, bytes)."""
+        if job.encoder is None:
+            raise EncoderError(f"{job.partial}: no frame arrived for the clip")
+        try:
+            written = job.encoder.close()
+        except EncoderError as exc:
+            raise self._encoder_error(job.partial, str(exc).removeprefix(f"{job.partial}: ")) from None
+        # Encoders report few write errors; reading the container back catches a truncated file.
+        frames = count_frames(job.partial)
+        if frames != written:
+            raise self._encoder_error(job.partial, f"read back {frames} of {written} frames")
+        sha256, size = _file_sha256(job.partial), job.partial.stat().st_size
+        os.replace(job.partial, job.path)
         return sha256, size
+
+    def _give_up(self, job: _ClipJob) -> None:
+        """Drop a failed clip: stop collecting it, free its frames, remove its partial file."""
+        with self._lock:
+            job.done = True
+            self._pending -= 1
+            self._held_bytes -= job.held_bytes
+            job.held_bytes = 0
+            job.frames = []
+            jobs = self._collecting.get(job.camera_id, [])
+            if job in jobs:
+                jobs.remove(job)
+        if job.encoder is not None:
+            job.encoder.abort()
+        try:
+            job.partial.unlink(missing_ok=True)
+        except OSError:  # the folder itself is what failed (gone, or a file in its place)
+            pass
 
     def _encoder_error(self, path: Path, message: str) -> OSError:
         """Blame the disk when it is (nearly) full, since OpenCV hides ENOSPC; else the encoder."""

@@ -52,6 +52,91 @@ def _even(n: int) -> int:
     return n - n % 2
 
 
+class VideoEncoder:
+    """An open video file that takes BGR frames one at a time, so no clip has to be held in memory whole.
+
+    Frames whose size differs from `size` (w, h) are resized; the container follows the file's suffix
+    (.mp4, .mkv, .mov, .avi). `close()` finishes the file; `abort()` gives up on it (the caller removes it).
+    """
+
+    def __init__(
+        self, path: Path, fps: float, size: tuple[int, int], codec: Codec = "h264", crf: int = 26
+    ) -> None:
+        self.path = path
+        self.codec = usable_codec(codec)
+        self.written = 0
+        width, height = size
+        if self.codec == "h264":
+            self.size = (_even(width), _even(height))  # yuv420p needs even dimensions
+            self._open_h264(fps, crf)
+        else:
+            self.size = size
+            self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+            if not self._writer.isOpened():
+                self._writer.release()
+                raise EncoderError(f"{path}: cannot open an mp4v video writer")
+
+    def _open_h264(self, fps: float, crf: int) -> None:
+        import av
+
+        self._rate = Fraction(fps).limit_denominator(1001)
+        try:
+            self._container = av.open(str(self.path), "w", options={"movflags": "+faststart"})
+            self._stream = self._container.add_stream("libx264", rate=self._rate)
+            self._stream.width, self._stream.height = self.size
+            self._stream.pix_fmt = "yuv420p"  # the only chroma layout every browser decodes
+            self._stream.options = {"preset": "veryfast", "crf": str(crf)}
+            self._stream.thread_count = 1  # the clip writer runs beside inference: one core at most
+        except av.error.FFmpegError as exc:
+            raise self._h264_error(exc) from None
+
+    def write(self, image: np.ndarray) -> None:
+        """Append one BGR frame."""
+        image = _fit(image, self.size)
+        if self.codec == "h264":
+            import av
+
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+            frame.pts = self.written
+            frame.time_base = 1 / self._rate
+            try:
+                self._container.mux(self._stream.encode(frame))
+            except av.error.FFmpegError as exc:
+                raise self._h264_error(exc) from None
+        else:
+            self._writer.write(image)
+        self.written += 1
+
+    def close(self) -> int:
+        """Flush and finish the file; return the frames written."""
+        if self.codec == "h264":
+            import av
+
+            try:
+                self._container.mux(self._stream.encode(None))
+                self._container.close()
+            except av.error.FFmpegError as exc:
+                raise self._h264_error(exc) from None
+        else:
+            self._writer.release()
+        return self.written
+
+    def abort(self) -> None:
+        """Release the file without finishing it; never raises."""
+        try:
+            if self.codec == "h264":
+                self._container.close()
+            else:
+                self._writer.release()
+        except Exception as exc:  # already failing: the first error is the one worth reporting
+            log.debug("closing abandoned video %s: %s", self.path, exc)
+
+    def _h264_error(self, exc: Exception) -> OSError:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return OSError(exc.errno, str(exc), str(self.path))
+        return EncoderError(f"{self.path}: H.264 encoding failed ({exc})")
+
+
 def encode_video(
     path: Path,
     images: Iterable[np.ndarray],
@@ -60,63 +145,21 @@ def encode_video(
     codec: Codec = "h264",
     crf: int = 26,
 ) -> int:
-    """Encode BGR images (resized to `size` (w, h) where they differ) to a video; return frames written.
-
-    The container follows the file's suffix (.mp4, .mkv, .mov, .avi).
-    """
-    codec = usable_codec(codec)
-    width, height = size
-    if codec == "h264":
-        return _encode_h264(path, images, fps, (_even(width), _even(height)), crf)
-    return _encode_opencv(path, images, fps, size)
+    """Encode BGR images (resized to `size` (w, h) where they differ) to a video; return frames written."""
+    encoder = VideoEncoder(path, fps, size, codec, crf)
+    try:
+        for image in images:
+            encoder.write(image)
+    except BaseException:
+        encoder.abort()
+        raise
+    return encoder.close()
 
 
 def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (image.shape[1], image.shape[0]) != size:  # the camera changed resolution mid-clip
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return image
-
-
-def _encode_h264(
-    path: Path, images: Iterable[np.ndarray], fps: float, size: tuple[int, int], crf: int
-) -> int:
-    import av
-
-    rate = Fraction(fps).limit_denominator(1001)
-    written = 0
-    try:
-        with av.open(str(path), "w", options={"movflags": "+faststart"}) as container:
-            stream = container.add_stream("libx264", rate=rate)
-            stream.width, stream.height = size
-            stream.pix_fmt = "yuv420p"  # the only chroma layout every browser decodes
-            stream.options = {"preset": "veryfast", "crf": str(crf)}
-            stream.thread_count = 1  # the clip writer runs beside inference: one core at most
-            for image in images:
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_fit(image, size)), format="bgr24")
-                frame.pts = written
-                frame.time_base = 1 / rate
-                container.mux(stream.encode(frame))
-                written += 1
-            container.mux(stream.encode(None))
-    except av.error.FFmpegError as exc:
-        if isinstance(exc, OSError) and exc.errno is not None:
-            raise OSError(exc.errno, str(exc), str(path)) from None
-        raise EncoderError(f"{path}: H.264 encoding failed ({exc})") from None
-    return written
-
-
-def _encode_opencv(path: Path, images: Iterable[np.ndarray], fps: float, size: tuple[int, int]) -> int:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
-    written = 0
-    try:
-        if not writer.isOpened():
-            raise EncoderError(f"{path}: cannot open an mp4v video writer")
-        for image in images:
-            writer.write(_fit(image, size))
-            written += 1
-    finally:
-        writer.release()
-    return written
 
 
 def count_frames(path: Path) -> int:

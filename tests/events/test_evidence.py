@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -505,3 +506,31 @@ def test_full_disk_is_counted_as_disk_full_and_the_pipeline_carries_on(
     # Space is back: the next event is stored normally.
     follow_up = rec.record(event_at(4), result_at(4, frames[4]))
     assert (tmp_path / refs_by_kind(follow_up)["snapshot"].path).is_file()
+
+
+def test_a_recording_clip_encodes_frames_as_they_arrive_instead_of_holding_them(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
+    sink = ClipSink()
+    rec, registry = recorder(tmp_path, sink, pre_s=1.0, post_s=2.5)
+    rec.start()
+    feed(rec, frames, 0, 20)
+    recorded = rec.record(event_at(20), result_at(20, frames[20]))
+    feed(rec, frames, 20, 40)  # the clip records until frame 45
+
+    def held() -> float:
+        return registry.get_sample_value("sitesentry_evidence_pending_clip_bytes")
+
+    deadline = time.monotonic() + 30
+    while held() > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert held() == 0, "the writer kept the recording clip's frames in memory"
+    assert rec.pending_clips == 1 and not sink.calls  # still recording: its 30 frames are on disk already
+    assert not (tmp_path / refs_by_kind(recorded)["clip"].path).exists()  # only the .part file so far
+
+    feed(rec, frames, 40, 50)
+    assert sink.done.wait(60), "clip never reported ready"
+    rec.stop()
+    images, fps = read_video(tmp_path / sink.calls[0][1].path)
+    assert len(images) == 36 and fps == pytest.approx(FPS, abs=0.5)  # frames 10..45
+    assert not list(tmp_path.rglob("*.part.mp4"))

@@ -52,7 +52,7 @@ _DECIDING_BOX = {"helmet": "head_box", "vest": "torso_box"}
 #: The PPE classes whose confidence threshold decides each violation (persons keep their threshold).
 RULE_CLASSES = {"no_helmet": ("helmet", "head"), "no_vest": ("vest", "no_vest")}
 #: Thresholds tried for the operating-point sweep: the rule's PPE classes, and persons.
-SWEEP_GRID = tuple(round(0.05 * i, 2) for i in range(2, 15))
+SWEEP_GRID = tuple(round(0.05 * i, 2) for i in range(1, 15))
 PERSON_SWEEP_GRID = tuple(round(0.05 * i, 2) for i in range(4, 13))
 #: The sweep's pick: the highest recall whose precision reaches this (the product's alert target).
 TARGET_PRECISION = 0.80

@@ -82,12 +82,16 @@ class VideoEncoder:
         self._rate = Fraction(fps).limit_denominator(1001)
         try:
             self._container = av.open(str(self.path), "w", options={"movflags": "+faststart"})
+        except av.error.FFmpegError as exc:
+            raise self._h264_error(exc) from None
+        try:
             self._stream = self._container.add_stream("libx264", rate=self._rate)
             self._stream.width, self._stream.height = self.size
             self._stream.pix_fmt = "yuv420p"  # the only chroma layout every browser decodes
             self._stream.options = {"preset": "veryfast", "crf": str(crf)}
             self._stream.thread_count = 1  # the clip writer runs beside inference: one core at most
         except av.error.FFmpegError as exc:
+            self.abort()  # the file is open: release it before reporting
             raise self._h264_error(exc) from None
 
     def write(self, image: np.ndarray) -> None:

@@ -147,7 +147,19 @@ def end_to_end_fps(model: Path, video: Path, cameras: int, seconds: float) -> di
             n = processed["n"]
         elapsed = time.perf_counter() - t0
         app.stop()
-    return {"cameras": cameras, "frames": n, "seconds": round(elapsed, 2), "fps_total": round(n / elapsed, 2)}
+
+    def clip_count(metric: str, **labels: str) -> int:
+        return int(app.registry.get_sample_value(metric, {"kind": "clip", **labels}) or 0)
+
+    return {
+        "cameras": cameras,
+        "frames": n,
+        "seconds": round(elapsed, 2),
+        "fps_total": round(n / elapsed, 2),
+        # Over the whole run, warm-up and the flush at stop included: how much clip encoding the fps paid for.
+        "clips_written": clip_count("sitesentry_evidence_written_total"),
+        "clips_skipped_backlog": clip_count("sitesentry_evidence_failures_total", reason="backlog"),
+    }
 
 
 def ultralytics_reference(

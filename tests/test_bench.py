@@ -27,6 +27,8 @@ def test_bench_reports_every_stage_and_both_camera_counts():
     assert stages["inference"]["p50_ms"] > 0
     assert [r["cameras"] for r in results["end_to_end"]] == [1, 4]
     assert all(r["frames"] > 0 for r in results["end_to_end"])
+    # The bench zone makes every walker an event: their clips are written or, past the backlog, skipped.
+    assert all(r["clips_written"] + r["clips_skipped_backlog"] > 0 for r in results["end_to_end"])
     assert len(results["end_to_end"][0]["runs_fps"]) == 2
     assert results["peak_rss_mb"] > 0
 

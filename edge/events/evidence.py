@@ -207,7 +207,8 @@ class EvidenceRecorder:
             if not jobs:
                 return
             for job in list(jobs):
-                if not _same_frame(job.last, result):
+                arrived = not _same_frame(job.last, result)
+                if arrived:
                     job.frames.append(result)
                     job.last = result
                     job.held_bytes += result.frame.image.nbytes
@@ -215,7 +216,8 @@ class EvidenceRecorder:
                 if now >= job.end_at:
                     jobs.remove(job)
                     job.complete = True
-                self._ready.put(job)  # the writer encodes what arrived, so frames are not held
+                if arrived or job.complete:
+                    self._ready.put(job)  # the writer encodes what arrived, so frames are not held
 
     def buffered(self, camera_id: str) -> int:
         """Return how many frames of a camera the ring buffer holds now."""
@@ -437,6 +439,8 @@ class EvidenceRecorder:
             sha256, size = self._close(job)
         except Exception as exc:  # the writer thread must survive anything one clip throws
             self._give_up(job)
+            if isinstance(exc, EncoderError):
+                exc = self._blame_disk(job.partial, exc)
             if not isinstance(exc, OSError):
                 log.exception("unexpected error writing clip %s", job.relpath)
             self._failed("clip", exc)
@@ -456,30 +460,24 @@ class EvidenceRecorder:
     def _encode(self, job: _ClipJob, batch: list[FrameResult]) -> None:
         if not batch:
             return
-        try:
-            if job.encoder is None:
-                job.path.parent.mkdir(parents=True, exist_ok=True)
-                height, width = batch[0].frame.image.shape[:2]
-                job.encoder = VideoEncoder(
-                    job.partial, job.fps, (width, height), self._config.clip_codec, self._config.clip_crf
-                )
-            for result in batch:
-                job.encoder.write(self._render(result))
-        except EncoderError as exc:
-            raise self._encoder_error(job.partial, str(exc).removeprefix(f"{job.partial}: ")) from None
+        if job.encoder is None:
+            job.path.parent.mkdir(parents=True, exist_ok=True)
+            height, width = batch[0].frame.image.shape[:2]
+            job.encoder = VideoEncoder(
+                job.partial, job.fps, (width, height), self._config.clip_codec, self._config.clip_crf
+            )
+        for result in batch:
+            job.encoder.write(self._render(result))
 
     def _close(self, job: _ClipJob) -> tuple[str, int]:
         """Finish the clip's file, check it reads back, rename it into place; return (sha256, bytes)."""
         if job.encoder is None:
             raise EncoderError(f"{job.partial}: no frame arrived for the clip")
-        try:
-            written = job.encoder.close()
-        except EncoderError as exc:
-            raise self._encoder_error(job.partial, str(exc).removeprefix(f"{job.partial}: ")) from None
+        written = job.encoder.close()
         # Encoders report few write errors; reading the container back catches a truncated file.
         frames = count_frames(job.partial)
         if frames != written:
-            raise self._encoder_error(job.partial, f"read back {frames} of {written} frames")
+            raise EncoderError(f"{job.partial}: read back {frames} of {written} frames")
         sha256, size = _file_sha256(job.partial), job.partial.stat().st_size
         os.replace(job.partial, job.path)
         return sha256, size
@@ -502,15 +500,16 @@ class EvidenceRecorder:
         except OSError:  # the folder itself is what failed (gone, or a file in its place)
             pass
 
-    def _encoder_error(self, path: Path, message: str) -> OSError:
-        """Blame the disk when it is (nearly) full, since OpenCV hides ENOSPC; else the encoder."""
+    def _blame_disk(self, path: Path, exc: EncoderError) -> OSError:
+        """Blame the disk when it is (nearly) full, since OpenCV hides ENOSPC; else keep the encoder error."""
         try:
             free = shutil.disk_usage(path.parent).free
         except OSError:
             free = None
         if free is not None and free < 16 * 1024 * 1024:
+            message = str(exc).removeprefix(f"{path}: ")
             return OSError(errno.ENOSPC, f"{message}; {free} bytes free", str(path))
-        return EncoderError(f"{path}: {message}")
+        return exc
 
     def _failed(self, kind: str, exc: BaseException) -> None:
         reason = failure_reason(exc)

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from edge.config.models import TilingConfig
     from training.datasets.model import ClassMapping, Dataset, Problem
     from training.evaluate import EvalReport
 
@@ -333,6 +334,13 @@ def eval_command(
         Path | None, typer.Option(help="Class-mapping YAML, for a non-canonical dataset.")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N images.")] = None,
+    tiling: Annotated[
+        str | None,
+        typer.Option(
+            help="Detect as a tiled camera does: ROWSxCOLS slices plus the full frame, e.g. 2x2 "
+            "(overlap from the site config's first tiled camera, else 0.2)."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a model through the edge's ONNX detector: per-class AP, mAP, P/R and violation figures."""
     _logging()
@@ -340,24 +348,44 @@ def eval_command(
         from rich.progress import Progress
 
         from edge.config.models import ModelConfig, RulesConfig
+        from edge.config.models import TilingConfig as Tiling
         from training.evaluate import evaluate
 
         model_config, rules = ModelConfig(), RulesConfig()
+        overlap = Tiling().overlap
         if config is not None:
             from edge.config import load_config
 
             site = load_config(config)
             model_config, rules = site.model, site.rules
+            overlap = next((c.tiling.overlap for c in site.cameras if c.tiling.enabled), overlap)
+        slices = _tiling(tiling, overlap) if tiling is not None else None
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("evaluating", total=None)
             report = evaluate(
                 model, data, split, model_config, rules, _mapping(mapping), plots, limit=limit,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
+                tiling=slices,
             )  # fmt: skip
     _print_eval(report)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+
+
+def _tiling(text: str, overlap: float) -> TilingConfig:
+    """Parse --tiling ROWSxCOLS into an enabled TilingConfig, refusing anything else clearly."""
+    from pydantic import ValidationError
+
+    from edge.config.models import TilingConfig
+
+    rows, sep, cols = text.lower().partition("x")
+    if not (sep and rows.strip().isdigit() and cols.strip().isdigit()):
+        raise ValueError(f"--tiling {text!r}: expected ROWSxCOLS, e.g. 2x2")
+    try:
+        return TilingConfig(enabled=True, rows=int(rows), cols=int(cols), overlap=overlap)
+    except ValidationError as exc:
+        raise ValueError(f"--tiling {text!r}: {exc.errors()[0]['msg']}") from None
 
 
 def _print_eval(report: EvalReport) -> None:
@@ -392,7 +420,20 @@ def _print_eval(report: EvalReport) -> None:
     for v in report.violations:
         counts = (v.positives, v.undetermined, v.true_positives, v.false_positives, v.false_negatives)
         violations.add_row(v.rule, *(str(n) for n in counts), f"{v.precision:.3f}", f"{v.recall:.3f}")
+        for band in v.by_size:
+            if band.max_px is None:
+                span = f">={band.min_px:g}"
+            else:
+                span = f"<{band.max_px:g}" if band.min_px == 0 else f"{band.min_px:g}-{band.max_px:g}"
+            figures = (band.positives, "", band.true_positives, band.false_positives, band.false_negatives)
+            violations.add_row(
+                f"  {band.band} {span}",
+                *(str(n) for n in figures),
+                f"{band.precision:.3f}",
+                f"{band.recall:.3f}",
+            )
     stdout.print(violations)
+    stdout.print("  (small / medium / large: person height in model-input pixels)", highlight=False)
     for sweep in report.sweeps:
         classes = " and ".join(sweep.classes)
         if sweep.best is not None:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import yaml
 
-from edge.config.models import ModelConfig, RulesConfig
+from edge.config.models import ModelConfig, RulesConfig, TilingConfig
 from edge.dataflow import Detections
 from edge.labels import CLASS_NAMES, PERSON
 from training.datasets.model import ClassMapping, LabelledImage
@@ -56,6 +56,9 @@ SWEEP_GRID = tuple(round(0.05 * i, 2) for i in range(1, 15))
 PERSON_SWEEP_GRID = tuple(round(0.05 * i, 2) for i in range(4, 13))
 #: The sweep's pick: the highest recall whose precision reaches this (the product's alert target).
 TARGET_PRECISION = 0.80
+#: Person height bands, in model-input pixels, for the violation figures: what the detector sees, so a
+#: camera whose workers fall in a weak band is told to use tiling or a closer view.
+SIZE_BANDS = (("small", 0.0, 64.0), ("medium", 64.0, 128.0), ("large", 128.0, float("inf")))
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,21 @@ class ClassMetrics:
 
 
 @dataclass(frozen=True)
+class SizeBandMetrics:
+    """Violation figures for persons whose height in the model input falls in [min_px, max_px)."""
+
+    band: str
+    min_px: float
+    max_px: float | None  # None: no upper bound
+    positives: int
+    true_positives: int
+    false_positives: int  # a flagged detection of no labelled person falls in the band of its own height
+    false_negatives: int
+    precision: float
+    recall: float
+
+
+@dataclass(frozen=True)
 class ViolationMetrics:
     """Per labelled person: was a missing helmet (or vest) flagged? Persons too small to judge left out."""
 
@@ -85,6 +103,7 @@ class ViolationMetrics:
     false_negatives: int
     precision: float
     recall: float
+    by_size: list[SizeBandMetrics] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -147,6 +166,7 @@ class EvalReport:
     persons: dict[str, int]  # labelled, judged (big enough), detected (matched at IoU 0.5)
     confusion_matrix: list[list[int]]  # rows predicted, columns true; last row/column is background
     ms_per_image: float
+    tiling: str | None = None  # "rows x cols, overlap" when images were detected tiled
     sweeps: list[ViolationSweep] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -183,6 +203,48 @@ class _ViolationCounts:
     fn: int = 0
     positives: int = 0
     undetermined: int = 0
+    by_size: dict[str, list[int]] = field(default_factory=dict)  # band: [positives, tp, fp, fn]
+
+    def add(
+        self, band: str, positive: bool = False, tp: bool = False, fp: bool = False, fn: bool = False
+    ) -> None:
+        """Count one outcome, overall and in its size band."""
+        self.positives += positive
+        self.tp += tp
+        self.fp += fp
+        self.fn += fn
+        row = self.by_size.setdefault(band, [0, 0, 0, 0])
+        for i, hit in enumerate((positive, tp, fp, fn)):
+            row[i] += hit
+
+    def bands(self) -> list[SizeBandMetrics]:
+        """Per size band figures, in SIZE_BANDS order, for the bands that saw anyone."""
+        out = []
+        for name, low, high in SIZE_BANDS:
+            if name in self.by_size:
+                positives, tp, fp, fn = self.by_size[name]
+                out.append(
+                    SizeBandMetrics(
+                        name,
+                        low,
+                        None if high == float("inf") else high,
+                        positives,
+                        tp,
+                        fp,
+                        fn,
+                        safe_ratio(tp, tp + fp),
+                        safe_ratio(tp, tp + fn),
+                    )
+                )
+        return out
+
+
+def size_band(height_px: float) -> str:
+    """Name the SIZE_BANDS band a person of this height (model-input pixels) falls in."""
+    for name, low, high in SIZE_BANDS:
+        if low <= height_px < high:
+            return name
+    return SIZE_BANDS[-1][0]
 
 
 def ground_truth(img: LabelledImage, width: int, height: int) -> Detections:
@@ -235,15 +297,24 @@ def part_iou(a: Sequence[Box | None], b: Sequence[Box | None]) -> np.ndarray:
 
 
 def count_violations(
-    truth: Detections, predicted: Detections, rules: RulesConfig, counts: dict[str, _ViolationCounts]
+    truth: Detections,
+    predicted: Detections,
+    rules: RulesConfig,
+    counts: dict[str, _ViolationCounts],
+    input_scale: float = 1.0,
 ) -> dict[str, int]:
-    """Add one image's violation outcomes to counts; return its labelled / judged / detected person counts."""
+    """Add one image's violation outcomes to counts; return its labelled / judged / detected person counts.
+
+    input_scale (model-input pixels per image pixel) places each person in a SIZE_BANDS band.
+    """
     from edge.violations.ppe import assign_ppe  # the rules' own association code
 
     gt_persons, pred_persons = truth.of(PERSON), predicted.of(PERSON)
     gt_status = assign_ppe(gt_persons.xyxy, truth, rules)
     pred_status = assign_ppe(pred_persons.xyxy, predicted, rules, pred_persons.confidence)
     detected = match_persons(gt_persons.xyxy, pred_persons.xyxy)
+    gt_bands = [size_band(input_scale * float(b[3] - b[1])) for b in gt_persons.xyxy]
+    pred_bands = [size_band(input_scale * float(b[3] - b[1])) for b in pred_persons.xyxy]
     for item, attr in _MISSING.items():
         if item not in rules.require:
             continue
@@ -265,14 +336,12 @@ def count_violations(
             p = pairs.get(g)
             flagged = p is not None and pred_status[p].judged and getattr(pred_status[p], attr)
             if getattr(status, attr):
-                c.positives += 1
-                c.tp += int(flagged)
-                c.fn += int(not flagged)
+                c.add(gt_bands[g], positive=True, tp=flagged, fn=not flagged)
             else:
-                c.fp += int(flagged)
+                c.add(gt_bands[g], fp=flagged)
         for p, status in enumerate(pred_status):
             if p not in matched_pred and status.judged and getattr(status, attr):
-                c.fp += 1
+                c.add(pred_bands[p], fp=True)
     return {
         "labelled": len(gt_status),
         "judged": sum(s.judged for s in gt_status),
@@ -292,9 +361,14 @@ def evaluate(
     threads: int = 0,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    tiling: TilingConfig | None = None,
 ) -> EvalReport:
-    """Run the edge detector over a YOLO dataset split and measure it; optionally write PNG plots."""
+    """Run the edge detector over a YOLO dataset split and measure it; optionally write PNG plots.
+
+    With tiling (enabled), every image is detected as a tiled camera is on site: full frame plus slices.
+    """
     from edge.detections.onnxrt import OnnxDetector
+    from edge.detections.tiling import detect_tiled
 
     if split not in _SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(_SPLITS)}")
@@ -333,7 +407,8 @@ def evaluate(
     matrix = np.zeros((nc + 1, nc + 1), int)
     violations: dict[str, _ViolationCounts] = {}
     persons = {"labelled": 0, "judged": 0, "detected": 0}
-    scored_images: list[tuple[Detections, Detections]] = []  # (truth, low-threshold boxes), for the sweep
+    # (truth, low-threshold boxes, input scale) per image, for the sweep
+    scored_images: list[tuple[Detections, Detections, float]] = []
     inference_s = 0.0
     for i, img in enumerate(images):
         image = cv2.imread(str(img.path), cv2.IMREAD_COLOR)
@@ -344,18 +419,23 @@ def evaluate(
         started = time.perf_counter()
         # One inference, decoded twice: with the AP floor, and with the site's thresholds exactly as on site.
         blob, boxes = ap_detector.preprocess([image])
-        raw = ap_detector.infer(blob)
-        low = ap_detector.postprocess(raw, boxes)[0]
-        site = site_detector.postprocess(raw, boxes)[0]
+        scale = boxes[0].gain  # model-input pixels per image pixel (of the full frame when tiled)
+        if tiling is not None and tiling.enabled:
+            low = detect_tiled(ap_detector, image, tiling, model_config.iou)
+            site = keep_above(low, thresholds)
+        else:
+            raw = ap_detector.infer(blob)
+            low = ap_detector.postprocess(raw, boxes)[0]
+            site = site_detector.postprocess(raw, boxes)[0]
         inference_s += time.perf_counter() - started
         accumulator.add(low.xyxy, low.confidence, low.class_id, truth.xyxy, truth.class_id)
         counts += precision_recall_counts(
             site.xyxy, site.confidence, site.class_id, truth.xyxy, truth.class_id, nc
         )
         matrix += confusion_matrix(site.xyxy, site.class_id, truth.xyxy, truth.class_id, nc)
-        for key, value in count_violations(truth, site, rules, violations).items():
+        for key, value in count_violations(truth, site, rules, violations, scale).items():
             persons[key] += value
-        scored_images.append((truth, low))
+        scored_images.append((truth, low, scale))
         if progress is not None:
             progress(i + 1, len(images))
 
@@ -406,12 +486,16 @@ def evaluate(
                 v.fn,
                 safe_ratio(v.tp, v.tp + v.fp),
                 safe_ratio(v.tp, v.tp + v.fn),
+                v.bands(),
             )
             for rule, v in violations.items()
         ],
         persons=persons,
         confusion_matrix=matrix.tolist(),
         ms_per_image=1000 * inference_s / max(len(images), 1),
+        tiling=f"{tiling.rows}x{tiling.cols}, overlap {tiling.overlap:g}"
+        if tiling is not None and tiling.enabled
+        else None,
         sweeps=sweep_violations(scored_images, thresholds, rules),
         notes=notes,
     )
@@ -433,7 +517,7 @@ def _f1(point: OperatingPoint) -> float:
 
 
 def sweep_violations(
-    scored_images: Sequence[tuple[Detections, Detections]],
+    scored_images: Sequence[tuple[Detections, Detections, float]],
     thresholds: dict[str, float],
     rules: RulesConfig,
     grid: Sequence[float] = SWEEP_GRID,
@@ -450,8 +534,8 @@ def sweep_violations(
             for threshold in grid:
                 moved = {**thresholds, **dict.fromkeys(classes, threshold), PERSON: person_threshold}
                 counts: dict[str, _ViolationCounts] = {}
-                for truth, low in scored_images:
-                    count_violations(truth, keep_above(low, moved), rules, counts)
+                for truth, low, scale in scored_images:
+                    count_violations(truth, keep_above(low, moved), rules, counts, scale)
                 c = counts.get(rule, _ViolationCounts())
                 points.append(
                     OperatingPoint(

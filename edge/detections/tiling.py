@@ -25,14 +25,39 @@ def tile_windows(
     return windows
 
 
+#: A tile box this close (pixels) to a cut edge of its tile is taken to be cut off by it.
+CUT_MARGIN_PX = 2.0
+
+
 def detect_tiled(detector: Detector, image: np.ndarray, tiling: TilingConfig, iou: float) -> Detections:
-    """Detect on the full frame and every tile in one batch; map tile boxes back and merge duplicates."""
+    """Detect on the full frame and every tile in one batch; map tile boxes back and merge duplicates.
+
+    A tile box that touches an edge where the tile cuts the frame is dropped: it is a piece of something
+    larger (a worker's upper half), which NMS cannot match to the whole (their IoU is low) and which the
+    full frame or the overlapping neighbour tile sees whole.
+    """
     h, w = image.shape[:2]
     windows = tile_windows(w, h, tiling.rows, tiling.cols, tiling.overlap)
     crops = [image] + [image[y1:y2, x1:x2] for x1, y1, x2, y2 in windows]
     results = detector.detect_batch(crops)
     parts = [results[0]]
-    for (x1, y1, _, _), det in zip(windows, results[1:], strict=True):
+    for (x1, y1, x2, y2), det in zip(windows, results[1:], strict=True):
         shifted = det.xyxy + np.array([x1, y1, x1, y1], np.float32)
-        parts.append(Detections(shifted, det.confidence, det.class_id, det.names))
+        whole = ~cut_by_tile(shifted, (x1, y1, x2, y2), w, h)
+        parts.append(Detections(shifted[whole], det.confidence[whole], det.class_id[whole], det.names))
     return merge(parts, iou)
+
+
+def cut_by_tile(xyxy: np.ndarray, window: tuple[int, int, int, int], width: int, height: int) -> np.ndarray:
+    """Mark boxes (frame pixels) that touch an edge where the window cuts into the frame."""
+    x1, y1, x2, y2 = window
+    cut = np.zeros(len(xyxy), bool)
+    if x1 > 0:
+        cut |= xyxy[:, 0] <= x1 + CUT_MARGIN_PX
+    if y1 > 0:
+        cut |= xyxy[:, 1] <= y1 + CUT_MARGIN_PX
+    if x2 < width:
+        cut |= xyxy[:, 2] >= x2 - CUT_MARGIN_PX
+    if y2 < height:
+        cut |= xyxy[:, 3] >= y2 - CUT_MARGIN_PX
+    return cut

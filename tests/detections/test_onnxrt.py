@@ -123,6 +123,57 @@ def test_tiling_finds_small_people_the_full_frame_misses(detector):
             assert inter / union <= 0.5
 
 
+def test_tiling_does_not_report_the_pieces_of_a_worker_that_tiles_cut(detector):
+    # One big worker filling the view: every tile sees only a piece of them (a head and shoulders, legs),
+    # which the model calls a person too. Those pieces overlap the whole worker too little for NMS.
+    best = None
+    for path in photos(12):
+        image = cv2.imread(str(path))
+        for box in detector.detect(image).of("person").xyxy:
+            area = (box[2] - box[0]) * (box[3] - box[1])
+            if best is None or area > best[0]:
+                best = (area, image, box)
+    _, image, box = best
+    x1, y1, x2, y2 = (int(v) for v in box)
+    pad_x, pad_y = (x2 - x1) // 10, (y2 - y1) // 20
+    crop = image[max(0, y1 - pad_y) : y2 + pad_y, max(0, x1 - pad_x) : x2 + pad_x]
+    worker = cv2.resize(crop, None, fx=720 / crop.shape[0], fy=720 / crop.shape[0])
+    full = detector.detect(worker).of("person")
+    tiled = detect_tiled(detector, worker, TilingConfig(enabled=True, rows=2, cols=2, overlap=0.2), iou=0.5)
+    assert len(full) >= 1
+    assert len(tiled.of("person")) == len(full)
+    for piece in tiled.of("person").xyxy:
+        inter_w = np.clip(
+            np.minimum(piece[2], full.xyxy[:, 2]) - np.maximum(piece[0], full.xyxy[:, 0]), 0, None
+        )
+        inter_h = np.clip(
+            np.minimum(piece[3], full.xyxy[:, 3]) - np.maximum(piece[1], full.xyxy[:, 1]), 0, None
+        )
+        inter = inter_w * inter_h
+        union = (
+            (piece[2] - piece[0]) * (piece[3] - piece[1])
+            + ((full.xyxy[:, 2] - full.xyxy[:, 0]) * (full.xyxy[:, 3] - full.xyxy[:, 1]))
+            - inter
+        )
+        assert (inter / union).max() >= 0.5
+
+
+def test_a_tile_box_touching_a_cut_edge_is_a_piece_but_the_frame_border_is_not():
+    from edge.detections.tiling import cut_by_tile
+
+    window = (100, 0, 300, 200)  # cuts the frame on its left (x=100), right (x=300) and bottom (y=200)
+    boxes = np.array(
+        [
+            [150, 50, 250, 150],  # whole, inside the tile
+            [101, 50, 180, 150],  # touches the left cut
+            [150, 120, 250, 199],  # touches the bottom cut
+            [150, 0, 250, 80],  # touches the top, which is the frame's own border
+        ],
+        np.float32,
+    )
+    assert cut_by_tile(boxes, window, width=400, height=300).tolist() == [False, True, True, False]
+
+
 @pytest.mark.train
 def test_boxes_match_ultralytics_predictions_on_the_same_onnx_file(detector, tmp_path):
     pytest.importorskip("ultralytics", reason="parity needs the train extra")

@@ -103,8 +103,20 @@ def test_eval_prints_the_tables_and_writes_json_and_plots(app, tmp_path: Path) -
     )
     assert result.exit_code == 0, result.output
     assert "mAP50 1.000, mAP50-95 1.000" in result.output and "no_helmet" in result.output
-    assert json.loads(report.read_text())["map50"] == 1.0
+    written = json.loads(report.read_text())
+    assert written["map50"] == 1.0 and written["tiling"] is None
+    assert {b["band"] for v in written["violations"] for b in v["by_size"]} <= {"small", "medium", "large"}
+    assert (
+        sum(b["positives"] for b in written["violations"][0]["by_size"])
+        == written["violations"][0]["positives"]
+    )
     assert (tmp_path / "plots" / "pr_curves.png").is_file()
+    tiled = invoke(app, "eval", "--model", model, "--data", data, "--tiling", "2x3", "--json", report)
+    assert tiled.exit_code == 0, tiled.output
+    assert json.loads(report.read_text())["tiling"] == "2x3, overlap 0.2"
+    for wrong, message in (("3by3", "expected ROWSxCOLS"), ("9x9", "less than or equal to 8")):
+        refused = invoke(app, "eval", "--model", model, "--data", data, "--tiling", wrong)
+        assert refused.exit_code == 2 and message in refused.output, refused.output
     junk = tmp_path / "junk.onnx"
     junk.write_text("nope")
     bad = invoke(app, "eval", "--model", junk, "--data", data)

@@ -121,6 +121,34 @@ def test_violation_counts_per_labelled_person() -> None:
     assert (v.positives, v.undetermined, v.tp, v.fp, v.fn) == (2, 1, 1, 2, 1)
     assert "no_vest" not in counts  # not required by these rules
 
+    # At 0.3 model-input px per image px every 300 px person is 90 px tall in the model input: medium.
+    counts = {}
+    count_violations(truth, predicted, RulesConfig(require=["helmet"]), counts, input_scale=0.3)
+    bands = counts["no_helmet"].bands()
+    assert [(b.band, b.positives, b.true_positives, b.false_positives, b.false_negatives) for b in bands] == [
+        ("medium", 2, 1, 2, 1)
+    ]
+    assert (bands[0].min_px, bands[0].max_px) == (64.0, 128.0)
+
+
+def test_violation_size_bands_split_small_and_large_persons() -> None:
+    from edge.dataflow import Detections
+
+    def dets(rows):
+        xyxy = np.array([r[1:] for r in rows], np.float32).reshape(-1, 4)
+        cls = np.array([CLASS_NAMES.index(r[0]) for r in rows], np.int32)
+        return Detections(xyxy, np.full(len(rows), 0.9, np.float32), cls)
+
+    far, near = (0, 0, 20, 50), (100, 0, 200, 400)  # 50 and 400 px tall in the model input
+    truth = dets([("person", *far), ("head", 5, 0, 15, 8), ("person", *near), ("head", 130, 0, 170, 50)])
+    predicted = dets([("person", *near), ("head", 130, 0, 170, 50)])  # the far worker is missed
+    counts: dict = {}
+    count_violations(truth, predicted, RulesConfig(require=["helmet"], min_person_px=0), counts)
+    bands = {b.band: b for b in counts["no_helmet"].bands()}
+    assert set(bands) == {"small", "large"}
+    assert (bands["small"].recall, bands["large"].recall) == (0.0, 1.0)
+    assert bands["large"].max_px is None
+
 
 def test_a_person_boxed_differently_is_still_matched_by_the_head_that_decided() -> None:
     from edge.dataflow import Detections

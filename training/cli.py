@@ -127,7 +127,12 @@ def dataset_import(
             merged.images.extend(part.images)
             merged.problems.extend(part.problems)
         if not merged.images:
-            raise ValueError("no images were imported; see the problems above")
+            # Say why before failing: every problem, on screen and in problems.txt of the output folder.
+            _print_problems(merged.problems)
+            problems_file = _write_problems(out, merged.problems)
+            raise ValueError(
+                f"no images were imported; {len(merged.problems)} problem(s) above, listed in {problems_file}"
+            )
         split = (
             split_by_group(merged, valid, test, seed)
             if resplit

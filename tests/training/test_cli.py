@@ -68,6 +68,13 @@ def test_dataset_import_refuses_bad_input_with_one_line(app, yolo_sample: Path, 
     bad_map.write_text("Person: worker\n")
     wrong = invoke(app, "dataset", "import", yolo_sample, "--out", tmp_path / "c", "--mapping", bad_map)
     assert wrong.exit_code == 2 and "'worker', which is not one of" in wrong.output
+    # Nothing importable: the failure still says why, on screen and in problems.txt.
+    coco = REPO / "tests" / "training" / "fixtures" / "tool_exports" / "cvat_coco"
+    nothing = invoke(
+        app, "dataset", "import", coco, "--out", tmp_path / "d", "--mapping", MAPPING, "--images", tmp_path
+    )
+    assert nothing.exit_code == 2 and "no images were imported" in nothing.output
+    assert "zidane.jpg" in nothing.output and "zidane.jpg" in (tmp_path / "d" / "problems.txt").read_text()
 
 
 def test_dataset_validate_prints_counts_and_writes_json(app, yolo_sample: Path, tmp_path: Path) -> None:

@@ -11,11 +11,12 @@ import zipfile
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from training_samples import MAPPING, source_names
 
 from training.datasets.coco import read_coco
-from training.datasets.cvat import read_cvat
+from training.datasets.cvat import read_cvat, read_cvat_video
 from training.datasets.labelstudio import image_file_name, read_labelstudio
 from training.datasets.model import ClassMapping
 from training.datasets.sources import locate, read_source, unpack
@@ -368,3 +369,205 @@ def test_labelstudio_image_references_resolve_to_file_names() -> None:
     assert image_file_name("/data/upload/3/1a2b3c4d-a%20b.jpg") == "1a2b3c4d-a b.jpg"
     assert image_file_name("/data/local-files/?d=site%2Fcam1%2Fx.png") == "x.png"
     assert image_file_name("s3://bucket/site/y.jpg") == "y.jpg"
+
+
+# ---------------------------------------------------------------- exports written by the tools themselves
+
+TOOL_EXPORTS = Path(__file__).parent / "fixtures" / "tool_exports"
+TOOL_SIZES = {"bus.jpg": (810, 1080), "zidane.jpg": (1280, 720)}
+#: The pixel boxes make_tool_exports.py put in, mapped by hand onto the canonical classes (Mask is dropped
+#: by the mapping, Crane is not in it).
+TOOL_TRUTH = {
+    "bus.jpg": [("person", 50, 400, 245.5, 905.25), ("helmet", 100, 400, 160, 450)],
+    "zidane.jpg": [
+        ("person", 120, 195, 730, 715),
+        ("head", 300, 200, 420, 330),
+        ("vest", 744, 42, 1142, 718),
+    ],
+}
+
+
+def tool_truth(name: str, extra: list | None = None) -> list[tuple[str, float, float, float, float]]:
+    """Expected canonical boxes of an image, worked out from the pixel boxes put into the tool."""
+    w, h = TOOL_SIZES[name]
+    rows = TOOL_TRUTH[name] + (extra or [])
+    return sorted(
+        (label, (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h)
+        for label, x1, y1, x2, y2 in rows
+    )
+
+
+def blank_image(path: Path, name: str) -> Path:
+    """A black JPEG of the size the export records for `name` (the importers never read pixels)."""
+    w, h = TOOL_SIZES[name]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), np.zeros((h, w, 3), np.uint8))
+    return path
+
+
+def image_named(dataset, suffix: str):
+    matches = [img for img in dataset.images if img.path.name.endswith(suffix)]
+    assert len(matches) == 1, [str(img.path) for img in dataset.images]
+    return matches[0]
+
+
+def messages(dataset) -> list[str]:
+    return [str(p) for p in dataset.problems]
+
+
+def test_cvat_for_images_export_from_datumaro_gives_the_exact_boxes(tmp_path: Path) -> None:
+    export = tmp_path / "cvat"
+    shutil.copytree(TOOL_EXPORTS / "cvat_images", export)
+    blank_image(export / "images" / "site-a" / "bus.jpg", "bus.jpg")
+    blank_image(export / "images" / "zidane.jpg", "zidane.jpg")
+    xml = export / "default.xml"
+    assert locate(export) == ("cvat", xml)  # datumaro names the file after the subset
+    dataset = read_source(export, mapping=mapping())
+    for name in TOOL_SIZES:
+        assert_same_boxes(as_tuples(image_named(dataset, name).boxes), tool_truth(name), tol=1e-9)
+    text = xml.read_text()
+    problems = {p.where: p.message for p in dataset.problems}
+    crane = line_of(text, 'label="Crane"')
+    assert "'Crane' is not in the mapping" in problems[f"{xml}:{crane}"]
+    assert "polygon shapes are not imported" in problems[f"{xml}:{line_of(text, '<polygon')}"]
+    assert len(problems) == 2
+
+
+def test_cvat_images_export_of_a_video_task_names_frames_without_extension(tmp_path: Path) -> None:
+    """CVAT names a video task's frames `frame_000000` in the XML and saves images/frame_000000.PNG."""
+    text = (TOOL_EXPORTS / "cvat_images" / "default.xml").read_text()
+    text = text.replace('name="site-a/bus.jpg"', 'name="frame_000007"').replace("zidane.jpg", "frame_000008")
+    # an `outside` box: the tracked object has left the frame, so it is no label here (and no problem)
+    text = text.replace('label="Crane" occluded="0" outside="0"', 'label="Crane" occluded="0" outside="1"')
+    (tmp_path / "annotations.xml").write_text(text)
+    blank_image(tmp_path / "images" / "frame_000007.PNG", "bus.jpg")
+    blank_image(tmp_path / "images" / "frame_000008.PNG", "zidane.jpg")
+    dataset = read_source(tmp_path, mapping=mapping())
+    assert_same_boxes(as_tuples(image_named(dataset, "frame_000007.PNG").boxes), tool_truth("bus.jpg"))
+    assert_same_boxes(as_tuples(image_named(dataset, "frame_000008.PNG").boxes), tool_truth("zidane.jpg"))
+    assert [p.message for p in dataset.problems] == ["polygon shapes are not imported (boxes only); skipped"]
+
+
+def test_cvat_for_video_export_is_refused_by_import_and_read_by_its_own_reader() -> None:
+    xml = TOOL_EXPORTS / "cvat_video" / "default.xml"
+    with pytest.raises(ValueError, match=r"default\.xml:\d+: this is a 'CVAT for video 1.1'.*extract-frames"):
+        read_source(xml, mapping=mapping())
+    video = read_cvat_video(xml, mapping())
+    w, h = 640, 480
+
+    def at(frame: int) -> list:
+        return as_tuples(video.boxes_at(frame))
+
+    person0 = ("person", 150 / w, 200 / h, 100 / w, 200 / h)
+    person5 = ("person", 200 / w, 200 / h, 100 / w, 200 / h)  # interpolated halfway between keyframes
+    helmet = ("helmet", 30 / w, 25 / h, 40 / w, 30 / h)
+    assert_same_boxes(at(0), [person0])
+    assert_same_boxes(at(5), [person5])
+    assert_same_boxes(at(20), [helmet])  # the person track went outside at 20; the helmet track goes on
+
+
+def test_cvat_coco_export_finds_images_in_images_default(tmp_path: Path) -> None:
+    export = tmp_path / "task_7-coco 1.0"
+    shutil.copytree(TOOL_EXPORTS / "cvat_coco", export)
+    blank_image(export / "images" / "default" / "site-a" / "bus.jpg", "bus.jpg")
+    blank_image(export / "images" / "default" / "zidane.jpg", "zidane.jpg")
+    dataset = read_source(export, mapping=mapping())
+    # COCO gives every shape a bbox, so the polygon (10,10 50,10 30,60) comes in as its bounding box
+    polygon_box = [("person", 10, 10, 50, 60)]
+    assert_same_boxes(as_tuples(image_named(dataset, "bus.jpg").boxes), tool_truth("bus.jpg", polygon_box))
+    assert_same_boxes(as_tuples(image_named(dataset, "zidane.jpg").boxes), tool_truth("zidane.jpg"))
+    assert len(dataset.problems) == 1 and "'Crane' is not in the mapping" in dataset.problems[0].message
+    assert {img.split for img in dataset.images} == {None}  # subset "default": left to the splitter
+
+
+def test_coco_subset_names_become_splits(tmp_path: Path) -> None:
+    # CVAT names the file after the subset (instances_val.json); Roboflow names the folder (valid/).
+    source = TOOL_EXPORTS / "cvat_coco" / "annotations" / "instances_default.json"
+    for json_name, expected in (("annotations/instances_val.json", "valid"), ("train/x.coco.json", "train")):
+        target = tmp_path / expected / json_name
+        target.parent.mkdir(parents=True)
+        shutil.copy(source, target)
+        blank_image(target.parent / "site-a" / "bus.jpg", "bus.jpg")
+        blank_image(target.parent / "zidane.jpg", "zidane.jpg")
+        dataset = read_coco(target, mapping=mapping())
+        assert len(dataset.images) == 2 and {img.split for img in dataset.images} == {expected}
+
+
+def labelstudio_uploads(dest: Path) -> Path:
+    """Label Studio's media/upload/1 folder: uploaded files carry an 8-hex prefix."""
+    blank_image(dest / "1a2b3c4d-bus.jpg", "bus.jpg")
+    blank_image(dest / "9f8e7d6c-zidane.jpg", "zidane.jpg")
+    blank_image(dest / "0badf00d-zidane.jpg", "zidane.jpg")
+    return dest
+
+
+def assert_labelstudio_project(dataset) -> None:
+    assert sorted(img.path.name for img in dataset.images) == ["1a2b3c4d-bus.jpg", "9f8e7d6c-zidane.jpg"]
+    for name in TOOL_SIZES:
+        assert_same_boxes(as_tuples(image_named(dataset, name).boxes), tool_truth(name))
+    found = messages(dataset)
+    assert any("task 1 result" in m and "'Crane' is not in the mapping" in m for m in found)
+    assert any("task 1 result" in m and "polygonlabels results are not imported" in m for m in found)
+    assert any("task 3: no completed annotation (unlabelled, not negative)" in m for m in found)
+
+
+def test_labelstudio_json_export_gives_the_exact_boxes(tmp_path: Path) -> None:
+    uploads = labelstudio_uploads(tmp_path / "upload")
+    dataset = read_source(
+        TOOL_EXPORTS / "labelstudio" / "project-1.json", mapping=mapping(), images_dir=uploads
+    )
+    assert_labelstudio_project(dataset)
+    assert any("task 2: 2 annotations; imported annotation 102 only" in m for m in messages(dataset))
+    assert len(dataset.problems) == 4
+
+
+def test_labelstudio_json_min_keeps_one_record_per_task_and_reports_the_rest(tmp_path: Path) -> None:
+    uploads = labelstudio_uploads(tmp_path / "upload")
+    json_min = TOOL_EXPORTS / "labelstudio" / "json_min" / "result.json"
+    dataset = read_source(json_min, mapping=mapping(), images_dir=uploads)
+    assert_labelstudio_project(dataset)  # the polygon sits in a second list (labelpolygons): reported too
+    assert any("task 2: another annotation (id 900) of this task; skipped" in m for m in messages(dataset))
+    assert len(dataset.problems) == 4
+
+
+def test_labelstudio_local_files_references_keep_their_folders(tmp_path: Path) -> None:
+    tasks = json.loads((TOOL_EXPORTS / "labelstudio" / "project-1.json").read_text())
+    tasks[0]["data"]["image"] = "/data/local-files/?d=site-a%2Fbus.jpg"
+    (tmp_path / "tasks.json").write_text(json.dumps(tasks))
+    storage = tmp_path / "storage"
+    blank_image(storage / "site-b" / "bus.jpg", "bus.jpg")  # same name, other folder: must not be taken
+    wanted = blank_image(storage / "site-a" / "bus.jpg", "bus.jpg")
+    dataset = read_source(tmp_path / "tasks.json", mapping=mapping(), images_dir=storage)
+    assert [img.path for img in dataset.images] == [wanted]
+    assert_same_boxes(as_tuples(dataset.images[0].boxes), tool_truth("bus.jpg"))
+
+
+def test_labelstudio_yolo_export_without_images_takes_them_from_the_images_option(tmp_path: Path) -> None:
+    export = tmp_path / "project-1-yolo"
+    shutil.copytree(TOOL_EXPORTS / "labelstudio" / "yolo", export)
+    (export / "images").mkdir()  # the export's images/ is empty unless "YOLO with Images" was chosen
+    with pytest.raises(ValueError, match="--images"):
+        read_source(export, mapping=mapping())
+    dataset = read_source(export, mapping=mapping(), images_dir=labelstudio_uploads(tmp_path / "upload"))
+    assert_same_boxes(as_tuples(image_named(dataset, "bus.jpg").boxes), tool_truth("bus.jpg"))
+    found = messages(dataset)
+    assert any("1a2b3c4d-bus.txt:" in m and "'Crane' is not in the mapping" in m for m in found)
+    assert any("1a2b3c4d-bus.txt:" in m and "polygon rows are not supported" in m for m in found)
+    # Label Studio's YOLO writer keeps the *oldest* annotation of task 2 (one Hardhat box): the file says so
+    assert [b.label for b in image_named(dataset, "9f8e7d6c-zidane.jpg").boxes] == ["helmet"]
+
+
+def test_labelstudio_coco_export_lists_an_image_once_per_annotation(tmp_path: Path) -> None:
+    uploads = labelstudio_uploads(tmp_path / "upload")
+    coco = TOOL_EXPORTS / "labelstudio" / "coco" / "result.json"
+    dataset = read_source(coco, mapping=mapping(), images_dir=uploads)
+    zidane = image_named(dataset, "9f8e7d6c-zidane.jpg")  # once, with the newest annotation's boxes
+    assert_same_boxes(as_tuples(zidane.boxes), tool_truth("zidane.jpg"))
+    problems = {p.where: p.message for p in dataset.problems}
+    assert (
+        "1 annotation(s) skipped"
+        in problems[
+            f"{coco}: images[2]: /data/upload/1/9f8e7d6c-zidane.jpg is listed again (first as images[1])"
+        ]
+    )
+    assert "width/height missing" in problems[f"{coco}: images[3]"]  # the unlabelled task

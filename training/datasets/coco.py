@@ -11,15 +11,33 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from training.datasets.model import Box, ClassMapping, Dataset, LabelledImage, Problem, source_group
+from training.datasets.model import (
+    Box,
+    ClassMapping,
+    Dataset,
+    LabelledImage,
+    Problem,
+    source_group,
+    split_of_subset,
+)
 from training.datasets.pixels import BadBox, box_from_xyxy
 
 #: Where an export keeps the images, relative to the JSON file: Roboflow beside it, CVAT in ../images.
 _IMAGE_DIRS = (".", "images", "../images")
 
 
+def _image_roots(json_path: Path) -> list[Path]:
+    roots = [json_path.parent / d for d in _IMAGE_DIRS]
+    # CVAT's "COCO 1.0" (datumaro, merge_images=False) writes annotations/instances_<subset>.json and puts
+    # that subset's images in images/<subset>/ (`images/default/` for a task), not in images/ itself.
+    if json_path.stem.startswith("instances_"):
+        subset = json_path.stem.removeprefix("instances_")
+        roots += [json_path.parent / "images" / subset, json_path.parent / "../images" / subset]
+    return roots
+
+
 def _find_image(file_name: str, json_path: Path, images_dir: Path | None) -> Path | None:
-    roots = [images_dir] if images_dir is not None else [json_path.parent / d for d in _IMAGE_DIRS]
+    roots = [images_dir] if images_dir is not None else _image_roots(json_path)
     for root in roots:
         for candidate in (root / file_name, root / Path(file_name).name):
             if candidate.is_file():
@@ -61,6 +79,8 @@ def read_coco(
             )
 
     images: dict[Any, tuple[str, float, float]] = {}
+    first_entry: dict[str, int] = {}
+    repeated: dict[Any, str] = {}  # image id -> where, for a file listed twice
     for i, img in enumerate(data["images"]):
         where = f"{json_path}: images[{i}]"
         if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
@@ -72,14 +92,25 @@ def read_coco(
         ):
             dataset.problems.append(Problem(where, f"width/height missing or not positive: {width}x{height}"))
             continue
+        if img["file_name"] in first_entry:
+            # Label Studio's COCO export lists an image once per annotation (newest first): keep the first
+            # entry, so one file never gets two conflicting label sets.
+            repeated[img["id"]] = f"{where}: {img['file_name']} is listed again (first as images"
+            repeated[img["id"]] += f"[{first_entry[img['file_name']]}])"
+            continue
+        first_entry[img["file_name"]] = i
         images[img["id"]] = (img["file_name"], float(width), float(height))
 
     boxes: dict[Any, list[Box]] = defaultdict(list)
+    repeated_boxes: dict[Any, int] = defaultdict(int)
     for i, ann in enumerate(data.get("annotations") or []):
         ann_id = ann.get("id") if isinstance(ann, dict) else None
         where = f"{json_path}: annotations[{i}]" + (f" (id {ann_id})" if ann_id is not None else "")
         if not isinstance(ann, dict):
             dataset.problems.append(Problem(where, "not an object; skipped"))
+            continue
+        if ann.get("image_id") in repeated:
+            repeated_boxes[ann["image_id"]] += 1  # reported once, with the repeated image entry
             continue
         if ann.get("image_id") not in images:
             dataset.problems.append(
@@ -114,6 +145,10 @@ def read_coco(
         except BadBox as exc:
             dataset.problems.append(Problem(where, f"{exc}; skipped"))
 
+    for image_id, where in repeated.items():
+        count = repeated_boxes.get(image_id, 0)
+        dataset.problems.append(Problem(where, f"this entry and its {count} annotation(s) skipped"))
+    split = _subset_split(json_path)
     for image_id, (file_name, _, _) in images.items():
         path = _find_image(file_name, json_path, images_dir)
         if path is None:
@@ -125,5 +160,12 @@ def read_coco(
                 )
             )
             continue
-        dataset.images.append(LabelledImage(path, boxes.get(image_id, []), source_group(path)))
+        dataset.images.append(LabelledImage(path, boxes.get(image_id, []), source_group(path), split))
     return dataset
+
+
+def _subset_split(json_path: Path) -> str | None:
+    """The split a COCO file's name or folder names: CVAT's instances_val.json, Roboflow's valid/*.json."""
+    if json_path.stem.startswith("instances_"):
+        return split_of_subset(json_path.stem.removeprefix("instances_"))
+    return split_of_subset(json_path.parent.name)

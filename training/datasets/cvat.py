@@ -6,24 +6,25 @@ annotations.xml alone with the images folder given. Bad shapes are reported with
 
 from __future__ import annotations
 
+import glob
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.parsers import expat
 
 from edge.labels import CLASS_NAMES
-from training.datasets.model import Box, ClassMapping, Dataset, LabelledImage, Problem, source_group
+from training.datasets.model import (
+    Box,
+    ClassMapping,
+    Dataset,
+    LabelledImage,
+    Problem,
+    source_group,
+    split_of_subset,
+)
 from training.datasets.pixels import BadBox, box_from_xyxy, rotated_bounds
+from training.datasets.yolo import IMAGE_SUFFIXES
 
-#: CVAT project subsets we recognise as splits; other subset names leave the split to the splitter.
-_SUBSETS = {
-    "train": "train",
-    "training": "train",
-    "validation": "valid",
-    "valid": "valid",
-    "val": "valid",
-    "test": "test",
-}
 _NON_BOX_SHAPES = ("polygon", "polyline", "points", "ellipse", "mask", "cuboid", "skeleton", "tag")
 
 
@@ -108,6 +109,12 @@ def _find_image(name: str, subset: str | None, base: Path, images_dir: Path | No
         for candidate in candidates:
             if candidate.is_file():
                 return candidate
+            # Frames of a video task are named `frame_000012` with no extension; CVAT saves them as
+            # images/frame_000012.PNG (or .jpg), so try the name with each image suffix.
+            if candidate.suffix.lower() not in IMAGE_SUFFIXES and candidate.parent.is_dir():
+                for sibling in sorted(candidate.parent.glob(f"{glob.escape(candidate.name)}.*")):
+                    if sibling.suffix.lower() in IMAGE_SUFFIXES and sibling.stem == candidate.name:
+                        return sibling
     return None
 
 
@@ -130,6 +137,12 @@ def read_cvat(source: Path, images_dir: Path | None = None, mapping: ClassMappin
     mapping = mapping or ClassMapping.identity()
     dataset = Dataset()
     track = doc.root.find("track")
+    if track is not None and doc.root.find("image") is None:
+        # A whole "CVAT for video 1.1" file: fail with the way forward instead of importing nothing.
+        raise ValueError(
+            f"{doc.where(track)}: this is a 'CVAT for video 1.1' export (tracks, no images); "
+            "import it with `sitesentry dataset extract-frames`, or export the task as 'CVAT for images 1.1'"
+        )
     if track is not None:
         dataset.problems.append(
             Problem(doc.where(track), "tracks belong to a video export; use `extract-frames`")
@@ -152,6 +165,8 @@ def read_cvat(source: Path, images_dir: Path | None = None, mapping: ClassMappin
             continue
         boxes = []
         for shape in image:
+            if shape.tag == "box" and shape.get("outside") == "1":
+                continue  # an `outside` box marks the object as out of the frame: nothing to label here
             if shape.tag == "box":
                 box = shape_box(doc, shape, mapping, width, height, dataset)
                 if box is not None:
@@ -161,7 +176,7 @@ def read_cvat(source: Path, images_dir: Path | None = None, mapping: ClassMappin
                 dataset.problems.append(
                     Problem(doc.where(shape), f"{kind} are not imported (boxes only); skipped")
                 )
-        split = _SUBSETS.get((subset or "").lower())
+        split = split_of_subset(subset)
         dataset.images.append(LabelledImage(path, boxes, source_group(path), split))
     return dataset
 

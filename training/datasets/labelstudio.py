@@ -23,11 +23,15 @@ _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 
 def image_file_name(url: str) -> str:
     """Return the file name a Label Studio image reference points to."""
+    return _reference_path(url).name
+
+
+def _reference_path(url: str) -> Path:
     parsed = urlparse(url)
     query = parse_qs(parsed.query)
     if "d" in query:  # local-files storage: /data/local-files/?d=folder/photo.jpg
-        return Path(unquote(query["d"][0])).name
-    return Path(unquote(parsed.path)).name
+        return Path(unquote(query["d"][0]))
+    return Path(unquote(parsed.path))
 
 
 def _image_reference(data: Any) -> str | None:
@@ -42,8 +46,13 @@ def _image_reference(data: Any) -> str | None:
     return None
 
 
-def _locate(name: str, images_dir: Path) -> Path | None:
-    for candidate in (name, _UPLOAD_PREFIX.sub("", name)):
+def _locate(reference: Path, images_dir: Path) -> Path | None:
+    # Local-files references keep their folders (`?d=site-a/cam1/0001.jpg`, relative to the storage
+    # root), and two folders may hold the same file name: try the longest relative path first.
+    parts = [p for p in reference.parts if p not in ("/", "..")]
+    candidates = [Path(*parts[i:]) for i in range(len(parts) - 1)]
+    candidates += [Path(reference.name), Path(_UPLOAD_PREFIX.sub("", reference.name))]
+    for candidate in candidates:
         path = images_dir / candidate
         if path.is_file():
             return path
@@ -71,8 +80,10 @@ def _result_box(result: Any, mapping: ClassMapping, where: str, dataset: Dataset
     if not isinstance(result, dict):
         dataset.problems.append(Problem(where, "not an object; skipped"))
         return None
-    kind = result.get("type", "rectanglelabels")
     value = result.get("value", result)  # JSON-MIN puts the value fields on the result itself
+    # JSON-MIN drops `type`; the `<control>labels` key (rectanglelabels, polygonlabels, ...) still names it
+    label_keys = [k for k in value if str(k).endswith("labels")] if isinstance(value, dict) else []
+    kind = result.get("type") or (label_keys[0] if label_keys else "unlabelled")
     if kind != "rectanglelabels" or not isinstance(value, dict) or "rectanglelabels" not in value:
         dataset.problems.append(Problem(where, f"{kind} results are not imported (boxes only); skipped"))
         return None
@@ -105,6 +116,26 @@ def _result_box(result: Any, mapping: ClassMapping, where: str, dataset: Dataset
         return None
 
 
+def _min_results(task: dict[str, Any], where: str, seen: set[Any], dataset: Dataset) -> list[Any] | None:
+    """Results of a JSON-MIN record: one list per labelling control, one record per annotation.
+
+    Label Studio writes a record for every annotation of a task, newest first, so only the first record
+    of a task is kept; an unlabelled task gets a record with `annotation_id` null and no results.
+    """
+    task_id = task.get("id")
+    if task_id is not None and task_id in seen:
+        dataset.problems.append(
+            Problem(where, f"another annotation (id {task.get('annotation_id')}) of this task; skipped")
+        )
+        return None
+    seen.add(task_id)
+    if "annotation_id" in task and task["annotation_id"] is None:
+        dataset.problems.append(Problem(where, "no completed annotation (unlabelled, not negative); skipped"))
+        return None
+    # every control's list of regions (boxes and any other shapes, so those are reported, not lost)
+    return [r for v in task.values() if isinstance(v, list) for r in v if isinstance(r, dict)]
+
+
 def _read_json(json_path: Path, images_dir: Path, mapping: ClassMapping) -> Dataset:
     try:
         tasks = json.loads(json_path.read_text(encoding="utf-8"))
@@ -113,28 +144,28 @@ def _read_json(json_path: Path, images_dir: Path, mapping: ClassMapping) -> Data
     if not isinstance(tasks, list):
         raise ValueError(f"{json_path}: not a Label Studio export (expected a list of tasks)")
     dataset = Dataset()
+    seen: set[Any] = set()
     for i, task in enumerate(tasks):
-        task_id = task.get("id", i) if isinstance(task, dict) else i
-        where = f"{json_path}: task {task_id}"
         if not isinstance(task, dict):
-            dataset.problems.append(Problem(where, "not an object; skipped"))
+            dataset.problems.append(Problem(f"{json_path}: tasks[{i}]", "not an object; skipped"))
             continue
+        task_id = task.get("id", i)
+        where = f"{json_path}: task {task_id}"
         if "annotations" in task:  # full JSON export
             reference, results = _image_reference(task.get("data")), _pick_annotation(task, where, dataset)
-        else:  # JSON-MIN: the image field and one list of boxes per task, named after the labelling control
-            reference = _image_reference(task)
-            lists = [v for v in task.values() if isinstance(v, list)]
-            results = lists[0] if lists else []
+        else:
+            reference, results = _image_reference(task), _min_results(task, where, seen, dataset)
         if reference is None:
             dataset.problems.append(Problem(where, "no image reference in the task data; skipped"))
             continue
         if results is None:
-            dataset.problems.append(
-                Problem(where, "no completed annotation (unlabelled, not negative); skipped")
-            )
+            if "annotations" in task:  # JSON-MIN records were reported by _min_results
+                dataset.problems.append(
+                    Problem(where, "no completed annotation (unlabelled, not negative); skipped")
+                )
             continue
         name = image_file_name(reference)
-        path = _locate(name, images_dir)
+        path = _locate(_reference_path(reference), images_dir)
         if path is None:
             dataset.problems.append(Problem(where, f"image {name} not found in {images_dir}; task skipped"))
             continue
@@ -159,7 +190,16 @@ def read_labelstudio(
         if not classes.is_file():
             raise ValueError(f"{source}: no classes.txt (is it a Label Studio YOLO export?)")
         names = [line.strip() for line in classes.read_text(encoding="utf-8").splitlines() if line.strip()]
-        return read_yolo_folder(source / "images", source / "labels", names, mapping)
+        # The plain "YOLO" export holds labels only (and an empty images/): the images come from --images.
+        images = Path(images_dir) if images_dir is not None else source / "images"
+        if images_dir is None and not (
+            images.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in images.iterdir())
+        ):
+            raise ValueError(
+                f"{source}: no images in images/ (the plain YOLO export holds labels only); "
+                "pass the image folder with --images"
+            )
+        return read_yolo_folder(images, source / "labels", names, mapping)
     if images_dir is None:
         images_dir = source.parent / "images" if (source.parent / "images").is_dir() else source.parent
     return _read_json(source, Path(images_dir), mapping)

@@ -32,6 +32,22 @@ class LabelledImage:
     split: str | None = None
 
 
+#: Subset names that labelling tools export and that we take as splits; others leave it to the splitter.
+SUBSET_SPLITS = {
+    "train": "train",
+    "training": "train",
+    "validation": "valid",
+    "valid": "valid",
+    "val": "valid",
+    "test": "test",
+}
+
+
+def split_of_subset(subset: str | None) -> str | None:
+    """The split a tool's subset name (CVAT subset, COCO instances_<subset>.json) stands for, if any."""
+    return SUBSET_SPLITS.get((subset or "").lower())
+
+
 @dataclass
 class Problem:
     """A row or file that was skipped or looks wrong, with where it is."""

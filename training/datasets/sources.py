@@ -67,8 +67,12 @@ def locate(source: Path) -> tuple[str, Path]:
     candidates = sorted(source.glob("annotations/*.json")) + sorted(source.glob("*.json"))
     if len(candidates) == 1:
         return _json_kind(candidates[0]), candidates[0]
+    # datumaro's CVAT writer names the XML after the subset (default.xml) instead of annotations.xml
+    xml_files = [p for p in sorted(source.glob("*.xml")) if b"<annotations" in p.read_bytes()[:4096]]
+    if not candidates and len(xml_files) == 1:
+        return "cvat", xml_files[0]
     raise ValueError(
-        f"{source}: cannot tell the export format (looked for data.yaml, annotations.xml, "
+        f"{source}: cannot tell the export format (looked for data.yaml, annotations.xml or one CVAT .xml, "
         f"classes.txt + labels/, one COCO or Label Studio JSON; found {len(candidates)} JSON files): "
         "pass the file itself"
     )

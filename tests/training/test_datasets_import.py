@@ -571,3 +571,60 @@ def test_labelstudio_coco_export_lists_an_image_once_per_annotation(tmp_path: Pa
         ]
     )
     assert "width/height missing" in problems[f"{coco}: images[3]"]  # the unlabelled task
+
+
+def whole_head_mapping(tmp_path: Path) -> ClassMapping:
+    """The construction-site-safety mapping, but its bare heads boxed whole (hair to chin) by the tool."""
+    text = MAPPING.read_text().replace("NO-Hardhat: head", "NO-Hardhat: {class: head, keep_top: 0.5}")
+    path = tmp_path / "whole-heads.yaml"
+    path.write_text(text)
+    return ClassMapping.load(path)
+
+
+def test_keep_top_turns_whole_head_boxes_into_the_top_of_the_head_in_every_format(
+    yolo_sample: Path, tmp_path: Path
+) -> None:
+    # zidane.jpg's bare head is 300,200-420,330 in the exports: its top half is 300,200-420,265.
+    top_half = tool_truth("zidane.jpg", [("head", 300, 200, 420, 265)])
+    top_half.remove(tool_truth("zidane.jpg")[[b[0] for b in tool_truth("zidane.jpg")].index("head")])
+    cvat = tmp_path / "cvat"
+    shutil.copytree(TOOL_EXPORTS / "cvat_images", cvat)
+    blank_image(cvat / "images" / "site-a" / "bus.jpg", "bus.jpg")
+    blank_image(cvat / "images" / "zidane.jpg", "zidane.jpg")
+    coco = tmp_path / "coco"
+    shutil.copytree(TOOL_EXPORTS / "cvat_coco", coco)
+    blank_image(coco / "images" / "default" / "site-a" / "bus.jpg", "bus.jpg")
+    blank_image(coco / "images" / "default" / "zidane.jpg", "zidane.jpg")
+    uploads = labelstudio_uploads(tmp_path / "uploads")
+    table = whole_head_mapping(tmp_path)
+    for dataset in (
+        read_source(cvat, mapping=table),
+        read_source(coco, mapping=table),
+        read_labelstudio(TOOL_EXPORTS / "labelstudio" / "project-1.json", uploads, table),
+    ):
+        # the head keeps its top half; the person and the vest on the same image keep their boxes
+        assert_same_boxes(as_tuples(image_named(dataset, "zidane.jpg").boxes), top_half)
+    plain, halved = read_yolo(yolo_sample, mapping()), read_yolo(yolo_sample, table)
+    heads = 0
+    for before, after in zip(plain.images, halved.images, strict=True):
+        for a, b in zip(before.boxes, after.boxes, strict=True):
+            if a.label == "head":
+                heads += 1
+                assert (b.cx, b.w, b.h) == (a.cx, a.w, a.h / 2)
+                assert abs((b.cy - b.h / 2) - (a.cy - a.h / 2)) < 1e-9  # same top edge
+            else:
+                assert b == a
+    assert heads > 0
+
+
+def test_a_malformed_keep_top_entry_is_refused_with_its_class(tmp_path: Path) -> None:
+    for entry, message in (
+        ("{class: head, keep_top: 0}", "keep_top must be in \\(0, 1\\]"),
+        ("{class: head, keep_top: half}", "keep_top must be a number"),
+        ("{klass: head}", "expected \\{class: NAME, keep_top: SHARE\\}"),
+        ("{class: hat, keep_top: 0.5}", "'hat', which is not one of"),
+    ):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f"NO-Hardhat: {entry}\n")
+        with pytest.raises(ValueError, match=f"bad.yaml.*NO-Hardhat.*{message}"):
+            ClassMapping.load(bad)

@@ -141,7 +141,8 @@ def read_coco(
         _, width, height = images[ann["image_id"]]
         x, y, w, h = bbox
         try:
-            boxes[ann["image_id"]].append(box_from_xyxy(label, x, y, x + w, y + h, width, height))
+            box = box_from_xyxy(label, x, y, x + w, y + h, width, height)
+            boxes[ann["image_id"]].append(mapping.reshape(source, box))
         except BadBox as exc:
             dataset.problems.append(Problem(where, f"{exc}; skipped"))
 

@@ -94,7 +94,7 @@ def shape_box(
             dataset.problems.append(
                 Problem(where, f"box rotated {rotation:g} degrees; its upright bounds are used")
             )
-        return box_from_xyxy(label, x1, y1, x2, y2, width, height)
+        return mapping.reshape(source, box_from_xyxy(label, x1, y1, x2, y2, width, height))
     except (BadBox, ValueError) as exc:
         dataset.problems.append(Problem(where, f"{exc}; shape skipped"))
         return None

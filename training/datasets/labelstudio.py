@@ -110,7 +110,8 @@ def _result_box(result: Any, mapping: ClassMapping, where: str, dataset: Dataset
             Problem(where, f"box rotated {rotation:g} degrees; its upright bounds are used")
         )
     try:
-        return box_from_xyxy(label, x1, y1, x2, y2, 100.0, 100.0)  # percent of the image
+        box = box_from_xyxy(label, x1, y1, x2, y2, 100.0, 100.0)  # percent of the image
+        return mapping.reshape(str(labels[0]), box)
     except BadBox as exc:
         dataset.problems.append(Problem(where, f"{exc} (percent of the image); skipped"))
         return None

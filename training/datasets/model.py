@@ -83,26 +83,61 @@ def source_group(path: Path) -> str:
 
 
 class ClassMapping:
-    """Maps source class names onto canonical names; None means the class is dropped on purpose."""
+    """Maps source class names onto canonical names; None means the class is dropped on purpose.
 
-    def __init__(self, mapping: dict[str, str | None], where: str = "mapping") -> None:
+    A class may also carry `keep_top`: the share of each box's height to keep, from its top edge. It
+    converts another labelling convention onto ours, e.g. whole-head boxes (hair to chin) onto the top
+    of the head that a helmet covers, which is how the shipped model's `head` and `helmet` boxes are drawn.
+    """
+
+    def __init__(
+        self,
+        mapping: dict[str, str | None],
+        where: str = "mapping",
+        keep_top: dict[str, float] | None = None,
+    ) -> None:
         for source, target in mapping.items():
             if target is not None and target not in CLASS_NAMES:
                 raise ValueError(
                     f"{where}: class {source!r} maps to {target!r}, "
                     f"which is not one of {', '.join(CLASS_NAMES)}"
                 )
+        for source, share in (keep_top or {}).items():
+            if not 0 < share <= 1:
+                raise ValueError(f"{where}: class {source!r}: keep_top must be in (0, 1], got {share}")
         self.mapping = dict(mapping)
+        self.keep_top = dict(keep_top or {})
         self.where = where
 
     @classmethod
     def load(cls, path: Path) -> ClassMapping:
-        """Read a YAML mapping file `source: canonical` (null drops the class)."""
+        """Read a YAML mapping file: `source: canonical` (null drops the class) or
+        `source: {class: canonical, keep_top: share}`."""
         path = Path(path)
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of source class -> canonical class")
-        return cls({str(k): (None if v is None else str(v)) for k, v in data.items()}, where=str(path))
+        mapping: dict[str, str | None] = {}
+        keep_top: dict[str, float] = {}
+        for key, value in data.items():
+            source = str(key)
+            if isinstance(value, dict):
+                unknown = set(value) - {"class", "keep_top"}
+                if unknown or "class" not in value:
+                    raise ValueError(
+                        f"{path}: class {source!r}: expected {{class: NAME, keep_top: SHARE}}, "
+                        f"got keys {sorted(map(str, value))}"
+                    )
+                if "keep_top" in value:
+                    share = value["keep_top"]
+                    if isinstance(share, bool) or not isinstance(share, (int, float)):
+                        raise ValueError(
+                            f"{path}: class {source!r}: keep_top must be a number, got {share!r}"
+                        )
+                    keep_top[source] = float(share)
+                value = value["class"]
+            mapping[source] = None if value is None else str(value)
+        return cls(mapping, where=str(path), keep_top=keep_top)
 
     @classmethod
     def identity(cls) -> ClassMapping:
@@ -114,3 +149,12 @@ class ClassMapping:
         if source in self.mapping:
             return True, self.mapping[source]
         return False, None
+
+    def reshape(self, source: str, box: Box) -> Box:
+        """Apply the source class's box convention change (keep_top) to one of its boxes."""
+        share = self.keep_top.get(source)
+        if share is None or share == 1:
+            return box
+        top = box.cy - box.h / 2
+        h = box.h * share
+        return Box(box.label, box.cx, top + h / 2, box.w, h)

@@ -68,7 +68,7 @@ def read_labels(label_file: Path, names: list[str], mapping: ClassMapping, datas
             )
             continue
         if label is not None:
-            boxes.append(Box(label, cx, cy, w, h))
+            boxes.append(mapping.reshape(names[cls_id], Box(label, cx, cy, w, h)))
     return boxes
 
 

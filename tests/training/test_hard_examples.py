@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 from training_samples import VIDEO
 
@@ -151,3 +152,45 @@ def test_exported_batch_is_labelled_and_merged_back_without_leaking(
     assert {img.group for img in new} == {"gate-20240501T08"}
     v2 = read_yolo(write_yolo(merged, tmp_path / "v2"))
     assert len(v2.images) == len(merged.images) == 12 and not v2.problems
+
+
+def test_cvat_batch_numbers_images_in_name_order_and_declares_every_class(tmp_path: Path) -> None:
+    queue = HardExampleQueue(tmp_path / "q", max_items=20, min_interval_s=0)
+    for i, image in enumerate(real_frames(3)):
+        queue.add(Frame("gate", i, T0 + 2 * i, image), detections(), "violation", event_id=f"ev-{i}")
+    for event in ("ev-0", "ev-1"):
+        assert queue.mark_false_alarm(event) == 1
+    export_queue(tmp_path / "q", tmp_path / "b", "cvat", limit=2)  # picks ev-1, then ev-0: false alarms
+    root = ET.parse(tmp_path / "b" / "annotations.xml").getroot()
+    # CVAT falls back to the <image> id when a name matches no task frame: ids must be name-order frames.
+    images = [(img.get("id"), img.get("name")) for img in root.iter("image")]
+    assert images == [
+        ("0", "gate-20240501T08_frame_0000000.jpg"),
+        ("1", "gate-20240501T08_frame_0002000.jpg"),
+    ]
+    declared = [label.findtext("name") for label in root.iter("label")]
+    assert declared == list(CLASS_NAMES)
+    assert {box.get("label") for box in root.iter("box")} <= set(declared)
+
+
+def test_yolo_batch_is_the_flat_layout_labelling_tools_read(tmp_path: Path) -> None:
+    queue = HardExampleQueue(tmp_path / "q", max_items=20, min_interval_s=0)
+    for i, image in enumerate(real_frames(2)):
+        queue.add(Frame("gate", i, T0 + 2 * i, image), detections(), "low_confidence")
+    predicted = {p.name: p.read_text() for p in (tmp_path / "q").glob("*.txt")}
+    batch = tmp_path / "b"
+    export_queue(tmp_path / "q", batch, "yolo")
+    # Label Studio's YOLO import reads classes.txt, images/ and labels/ at the top; datumaro's `yolo` and
+    # ultralytics read data.yaml, which has no `path` so that the batch can be moved.
+    assert (batch / "classes.txt").read_text().split() == list(CLASS_NAMES)
+    assert sorted(p.name for p in (batch / "images").iterdir()) == sorted(
+        name.replace(".txt", ".jpg") for name in predicted
+    )
+    assert {p.name: p.read_text() for p in (batch / "labels").iterdir()} == predicted
+    data = yaml.safe_load((batch / "data.yaml").read_text())
+    assert "path" not in data and data["train"] == "images" and data["names"] == list(CLASS_NAMES)
+    back = read_yolo(batch / "data.yaml")
+    assert len(back.images) == 2 and not back.problems
+    assert all(sorted(b.label for b in img.boxes) == ["head", "person", "vest"] for img in back.images)
+    # Its `train:` key is not a split: importing the batch leaves the split to the camera-hour grouping.
+    assert data["unsplit"] is True and {img.split for img in back.images} == {None}

@@ -11,11 +11,13 @@ import logging
 import shutil
 from pathlib import Path
 
+import yaml
+
 from edge.hard_examples import QueuedExample, read_queue
 from edge.labels import CLASS_NAMES
 from training.datasets.cvat import write_cvat
 from training.datasets.model import ClassMapping, Dataset, LabelledImage, source_group
-from training.datasets.yolo import read_labels, write_yolo
+from training.datasets.yolo import format_labels, read_labels
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,29 @@ def _select(items: list[QueuedExample], reasons: set[str] | None, limit: int | N
     return chosen[:limit] if limit is not None else chosen
 
 
+def _write_yolo_batch(dataset: Dataset, out: Path) -> None:
+    """Write a flat YOLO batch: images/, labels/, classes.txt and a data.yaml without `path`."""
+    # Flat images/ + labels/ + classes.txt is the layout Label Studio's YOLO import reads (a split folder such
+    # as train/images is read by neither it nor datumaro's `yolo` importer); data.yaml is what datumaro,
+    # ultralytics and `sitesentry dataset import` look for. No `path`: the batch is moved to be labelled.
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    for img in dataset.images:
+        shutil.copyfile(img.path, out / "images" / img.path.name)
+        (out / "labels" / f"{img.path.stem}.txt").write_text(format_labels(img.boxes), encoding="utf-8")
+    (out / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n", encoding="utf-8")
+    # `unsplit`: `sitesentry dataset import` splits the batch by camera-hour instead of taking `train:`
+    # for a split, so new frames can reach validation too (ultralytics ignores the key).
+    data = {
+        "train": "images",
+        "val": "images",
+        "nc": len(CLASS_NAMES),
+        "names": list(CLASS_NAMES),
+        "unsplit": True,
+    }
+    (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
 def export_queue(
     queue: Path,
     out: Path,
@@ -40,14 +65,17 @@ def export_queue(
     """Write a labelling batch from the queue; with `move`, exported items leave the queue.
 
     CVAT: images/ + annotations.xml ("CVAT for images 1.1", upload it to a task created from images/).
-    YOLO: a canonical YOLO folder (data.yaml, train/images, train/labels). Both get a manifest.json.
+    YOLO: images/ + labels/ + classes.txt + data.yaml (see _write_yolo_batch). Both get a manifest.json.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown batch format {fmt!r}; use one of {', '.join(FORMATS)}")
     queue, out = Path(queue), Path(out)
     if not queue.is_dir():
         raise ValueError(f"{queue}: no such queue folder")
-    items = _select(read_queue(queue), reasons, limit)
+    # Written in name order: CVAT matches an <image> to a task frame by name and, when no name matches (say
+    # the task's frames are named images/...), by the <image> id, which must then be that frame's number;
+    # CVAT numbers a task's frames in name order by default.
+    items = sorted(_select(read_queue(queue), reasons, limit), key=lambda item: item.image.name)
     if not items:
         raise ValueError(
             f"{queue}: no queued frames" + (f" with reason {sorted(reasons)}" if reasons else "")
@@ -67,7 +95,7 @@ def export_queue(
             dataset, out / "annotations.xml", sizes, {img.path: img.path.name for img in dataset.images}
         )
     else:
-        write_yolo(dataset, out, link_images=False)
+        _write_yolo_batch(dataset, out)
     manifest = [
         {
             "image": item.image.name,

@@ -81,6 +81,7 @@ def read_yolo(data_yaml: Path, mapping: ClassMapping | None = None) -> Dataset:
     names = _read_names(data, str(data_yaml))
     mapping = mapping or ClassMapping.identity()
     root = (data_yaml.parent / str(data.get("path", "."))).resolve()
+    unsplit = data.get("unsplit") is True  # a labelling batch: its `train:` key is not a split decision
     dataset = Dataset()
     read: set[Path] = set()
     for key, split in _SPLIT_KEYS.items():
@@ -99,7 +100,8 @@ def read_yolo(data_yaml: Path, mapping: ClassMapping | None = None) -> Dataset:
                 continue
             stems.add(image.stem)
             boxes = read_labels(_label_path(image), names, mapping, dataset)
-            dataset.images.append(LabelledImage(image, boxes, source_group(image), split))
+            image_split = None if unsplit else split
+            dataset.images.append(LabelledImage(image, boxes, source_group(image), image_split))
         labels_dir = _label_path(folder / "x.jpg").parent
         if labels_dir != folder and labels_dir.is_dir():
             for label in sorted(labels_dir.glob("*.txt")):

@@ -30,6 +30,9 @@ CLASS_COLOURS: dict[str, BGR] = {
 OTHER_COLOUR: BGR = (200, 200, 200)
 ZONE_ALPHA = 0.25
 HEAD_SHARE = 0.2  # top share of a person box treated as head/face when blurring
+#: Head and helmet boxes cover the top of the head (crown to eyebrows; a helmet's dome), so the face lies
+#: below them: the blur reaches this many box heights down from the box's top edge.
+FACE_DEPTH = 2.6
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _BLUR_CELLS = 6  # a blurred region keeps at most this many colour cells per side
 
@@ -215,13 +218,14 @@ def blur_regions(image: np.ndarray, boxes_xyxy: Iterable[Iterable[float]]) -> np
     return out
 
 
-def head_boxes(result: FrameResult, pad: float = 0.1) -> list[XYXY]:
-    """Return the regions to blur: head and helmet boxes (padded) plus the top 20% of every person box."""
+def head_boxes(result: FrameResult, pad: float = 0.2) -> list[XYXY]:
+    """Return the regions to blur: each head or helmet box with the face below it, padded, plus the top
+    20% of every person box."""
     boxes: list[XYXY] = []
     for label in (HEAD, HELMET):
         for x1, y1, x2, y2 in result.detections.of(label).xyxy.tolist():
             dx, dy = (x2 - x1) * pad, (y2 - y1) * pad
-            boxes.append((x1 - dx, y1 - dy, x2 + dx, y2 + dy))
+            boxes.append((x1 - dx, y1 - dy, x2 + dx, y1 + FACE_DEPTH * (y2 - y1)))
     # Person boxes from the detector as well as tracks: an untracked person's face needs hiding too.
     people = [track.xyxy for track in result.tracks]
     people += [tuple(b) for b in result.detections.of(PERSON).xyxy.tolist()]

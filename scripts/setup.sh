@@ -2,6 +2,7 @@
 # Set up SiteSentry on a fresh Debian/Ubuntu machine: system packages, then a virtual environment in .venv.
 #   bash scripts/setup.sh          runtime only (enough for `sitesentry demo` and `sitesentry run`)
 #   bash scripts/setup.sh --dev    plus what the tests need: mosquitto, ffmpeg, GStreamer RTSP server,
+#                                  Debian's python3-opencv (an independent face detector for the blur test),
 #                                  and the train + dev extras (torch and ultralytics for training tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,8 @@ dev=0
 sudo_cmd=""
 [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 if [ "$dev" = 1 ] && command -v apt-get >/dev/null; then
-  packages=(mosquitto mosquitto-clients ffmpeg openssl opencv-doc python3-gi gir1.2-gst-rtsp-server-1.0
+  packages=(mosquitto mosquitto-clients ffmpeg openssl opencv-doc opencv-data python3-opencv python3-gi
+            gir1.2-gst-rtsp-server-1.0
             gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
             gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp)
   missing=()

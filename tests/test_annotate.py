@@ -215,3 +215,73 @@ def test_boxes_outside_or_degenerate_are_skipped_without_error() -> None:
     assert draw(result).shape == image.shape
     assert draw_detections(image, det).shape == image.shape
     assert blur_regions(image, odd.tolist()).shape == image.shape
+
+
+# Runs under Debian's python3 with python3-opencv (apt), whose OpenCV 4 still has the Haar face cascade
+# that the project's OpenCV 5 wheel dropped: an independent face detector to check the blur against.
+FACE_FINDER = """
+import json, sys, cv2
+cascade = cv2.CascadeClassifier("/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml")
+found = {}
+for path in sys.argv[1:]:
+    gray = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2GRAY)
+    found[path] = [[int(v) for v in f] for f in cascade.detectMultiScale(gray, 1.1, 5, minSize=(40, 40))]
+print(json.dumps(found))
+"""
+
+
+def frontal_faces(paths: list[Path]) -> dict[str, np.ndarray]:
+    """Faces (xyxy) OpenCV's Haar cascade finds in each image, run by Debian's python3-opencv."""
+    import json
+    import subprocess
+
+    cascade = Path("/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml")
+    if not cascade.is_file() or subprocess.run(["/usr/bin/python3", "-c", "import cv2"]).returncode:
+        pytest.skip("needs apt packages python3-opencv and opencv-data (scripts/setup.sh --dev)")
+    out = subprocess.run(
+        ["/usr/bin/python3", "-c", FACE_FINDER, *map(str, paths)], capture_output=True, text=True, check=True
+    )
+    return {
+        path: np.array([[x, y, x + w, y + h] for x, y, w, h in faces], np.float32).reshape(-1, 4)
+        for path, faces in json.loads(out.stdout).items()
+    }
+
+
+def test_blurred_evidence_leaves_no_face_a_face_detector_finds(tmp_path: Path) -> None:
+    # Head boxes cover the top of the head (crown to eyebrows), so a blur of the box alone left faces
+    # recognisable: this photo's two faces were both found again after blurring.
+    from edge.detections.onnxrt import OnnxDetector
+
+    assets = Path(cv2.__file__).parents[1] / "ultralytics" / "assets"
+    photos = [assets / "zidane.jpg", assets / "bus.jpg"]
+    if not all(p.is_file() for p in photos):
+        pytest.skip("ultralytics' sample photos come with the train extra")
+    model = Path(__file__).resolve().parents[1] / "models" / "ppe-yolo" / "model.onnx"
+    detector = OnnxDetector(model, default_confidence=0.3, expected_names=CLASS_NAMES)
+    blurred_paths, people = [], []
+    for photo in photos:
+        image = cv2.imread(str(photo))
+        detections = detector.detect(image)
+        people.append(detections.of("person").xyxy)
+        blurred = blur_regions(
+            image, head_boxes(FrameResult(Frame("gate", 1, 0.0, image), detections, (), (), ()))
+        )
+        blurred_paths.append(tmp_path / photo.name)
+        cv2.imwrite(str(blurred_paths[-1]), blurred)
+    faces = frontal_faces(photos + blurred_paths)
+    checked = 0
+    for photo, blurred_path, persons in zip(photos, blurred_paths, people, strict=True):
+        after = faces[str(blurred_path)]
+        for face in faces[str(photo)]:
+            cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2
+            # a worker's face: in the upper part of a detected person (the cascade also fires on clutter)
+            if not any(p[0] <= cx <= p[2] and p[1] <= cy <= p[1] + 0.4 * (p[3] - p[1]) for p in persons):
+                continue
+            checked += 1
+            overlap = [
+                max(0.0, min(face[2], a[2]) - max(face[0], a[0]))
+                * max(0.0, min(face[3], a[3]) - max(face[1], a[1]))
+                for a in after
+            ]
+            assert not overlap or max(overlap) < 0.3 * (face[2] - face[0]) * (face[3] - face[1]), photo.name
+    assert checked >= 2

@@ -7,7 +7,8 @@ predictions alike. A predicted person is the labelled one when their person boxe
 head (torso) boxes that decided the rule do: both at IoU >= 0.5. A labelled person counts for a rule
 only when the labels settle it (a helmet or a bare head; a vest or a no_vest box): a person whose head
 is not labelled at all is "undetermined" and left out. Single frames only: the rules' debounce over
-time is not part of this figure.
+time is not part of this figure. The violation figures are also split by person height in the model
+input (SIZE_BANDS), since that, more than anything else, decides whether a head can be judged.
 """
 
 from __future__ import annotations

@@ -274,6 +274,13 @@ class EvidenceConfig(Strict):
         "(extended to cover them) up to this length; beyond it a new clip starts. Frames are encoded as "
         "they arrive, so a longer clip costs disk, not memory.",
     )
+    clip_fps: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="Clips keep at most about this many frames per second. A camera analysed faster (for "
+        "tracking) then costs no more to encode and store; one analysed slower keeps every frame.",
+    )
     clip_codec: Literal["h264", "mp4v"] = Field(
         "h264",
         description="h264 plays in browsers (dashboard) and is about 4x smaller; it needs PyAV with libx264 "

@@ -92,6 +92,20 @@ def _same_frame(a: FrameResult, b: FrameResult) -> bool:
     return a is b or (a.frame.seq == b.frame.seq and a.frame.captured_at == b.frame.captured_at)
 
 
+#: A frame is kept for a clip when at least this share of the clip_fps interval has passed since the last
+#: kept one: a camera delivering just over clip_fps keeps every frame, one at twice it every other frame.
+KEEP_SHARE = 0.75
+
+
+def thin_to_rate(results: Sequence[FrameResult], max_fps: float) -> list[FrameResult]:
+    """Keep frames at most about max_fps apart in frame time, always keeping the first."""
+    kept: list[FrameResult] = []
+    for result in results:
+        if not kept or result.frame.captured_at - kept[-1].frame.captured_at >= KEEP_SHARE / max_fps:
+            kept.append(result)
+    return kept
+
+
 def observed_fps(results: Sequence[FrameResult]) -> float:
     """Return the frame rate the camera actually delivered over these frames."""
     if len(results) < 2:
@@ -119,7 +133,8 @@ class _ClipJob:
     fps: float  # the rate the camera delivered over the pre-roll: the clip's frame rate
     end_at: float
     deadline: float  # clock time: write what arrived if the camera goes quiet
-    last: FrameResult
+    last: FrameResult  # the newest frame seen, kept or not
+    kept_at: float  # frame time of the newest frame kept for the clip (clip_fps spacing)
     frames: list[FrameResult] = field(default_factory=list)  # arrived, not yet encoded
     held_bytes: int = 0  # image bytes of those frames
     complete: bool = False  # no more frames will come: finish the file once `frames` is encoded
@@ -206,11 +221,15 @@ class EvidenceRecorder:
             jobs = self._collecting.get(camera)
             if not jobs:
                 return
+            min_gap = KEEP_SHARE / self._config.clip_fps
             for job in list(jobs):
-                arrived = not _same_frame(job.last, result)
+                new = not _same_frame(job.last, result)
+                if new:
+                    job.last = result
+                arrived = new and now - job.kept_at >= min_gap  # over clip_fps: seen, not kept
                 if arrived:
                     job.frames.append(result)
-                    job.last = result
+                    job.kept_at = now
                     job.held_bytes += result.frame.image.nbytes
                     self._held_bytes += result.frame.image.nbytes
                 if now >= job.end_at:
@@ -356,6 +375,7 @@ class EvidenceRecorder:
             if not any(_same_frame(r, result) for r in window):
                 window.append(result)
                 window.sort(key=lambda r: r.frame.captured_at)
+            window = thin_to_rate(window, self._config.clip_fps)
             offset_s = round(trigger_at - window[0].frame.captured_at, 3)
             job = _ClipJob(
                 events=[event],
@@ -368,6 +388,7 @@ class EvidenceRecorder:
                 end_at=trigger_at + self._config.post_s,
                 deadline=self._clock() + self._config.post_s + max(QUIET_GRACE_S, self._config.post_s),
                 last=window[-1],
+                kept_at=window[-1].frame.captured_at,
                 frames=window,
                 held_bytes=sum(r.frame.image.nbytes for r in window),
             )

@@ -208,6 +208,34 @@ def test_clip_spans_pre_and_post_seconds_at_the_observed_rate(
     assert registry.get_sample_value("sitesentry_evidence_written_total", {"kind": "clip"}) == 1
 
 
+def test_a_camera_analysed_faster_than_clip_fps_records_clips_at_clip_fps(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
+    # The camera runs at 10 frames/s (for tracking); evidence needs only 5: every other frame is kept,
+    # before and after the event, and the clip still spans pre_s + post_s in real time.
+    sink = ClipSink()
+    rec, _ = recorder(tmp_path, sink, clip_fps=5.0)
+    rec.start()
+    feed(rec, frames, 0, 20)
+    trigger = result_at(20, frames[20])
+    rec.observe(trigger)
+    rec.record(event_at(20), trigger)
+    feed(rec, frames, 21, 40)
+    assert sink.done.wait(60), "clip never reported ready"
+    rec.stop()
+    [(_, ref)] = sink.calls
+    images, fps = read_video(tmp_path / ref.path)
+    assert 10 <= len(images) <= 12  # 2 s at 5 frames/s, not the 21 frames the camera delivered
+    assert fps == pytest.approx(5.0, abs=0.3)
+    lower = slice(300, None)
+    sources = [
+        min(range(40), key=lambda i: float(np.mean(cv2.absdiff(image[lower], frames[i][lower]))))
+        for image in images
+    ]
+    assert sources[0] in (9, 10, 11) and sources[-1] in (29, 30, 31)
+    assert all(b - a == 2 for a, b in zip(sources, sources[1:], strict=False))
+
+
 @pytest.mark.parametrize(("codec", "decoded_as"), [("h264", "h264"), ("mp4v", "mpeg4")])
 def test_clips_are_browser_playable_h264_or_mp4v_on_request(
     tmp_path: Path, frames: list[np.ndarray], codec: str, decoded_as: str

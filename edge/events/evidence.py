@@ -98,7 +98,7 @@ KEEP_SHARE = 0.75
 
 
 def thin_to_rate(results: Sequence[FrameResult], max_fps: float) -> list[FrameResult]:
-    """Keep frames at most about max_fps apart in frame time, always keeping the first."""
+    """Keep at most about max_fps frames per second of frame time, always keeping the first."""
     kept: list[FrameResult] = []
     for result in results:
         if not kept or result.frame.captured_at - kept[-1].frame.captured_at >= KEEP_SHARE / max_fps:

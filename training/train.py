@@ -70,18 +70,25 @@ def resolve_base_weights(base: str) -> Path:
 
 def dataset_hash(data_yaml: Path) -> str:
     """Hash the label files and image names of a YOLO dataset, so a model records what it learnt from."""
+    from training.datasets.yolo import label_path
+
     data = yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8"))
     root = Path(data.get("path") or Path(data_yaml).parent)
     if not root.is_absolute():
         root = (Path(data_yaml).parent / root).resolve()
     digest = hashlib.sha256(json.dumps(data.get("names")).encode())
+    hashed: set[Path] = set()
     for key in ("train", "val", "test"):
-        if not data.get(key):
-            continue
-        labels = root / str(data[key]).replace("images", "labels")
-        for label in sorted(labels.glob("*.txt")):
-            digest.update(label.name.encode())
-            digest.update(label.read_bytes())
+        folders = data.get(key) or []
+        for folder in folders if isinstance(folders, list) else [folders]:
+            # the labels beside images/ as ultralytics finds them (only the last `images` is swapped)
+            labels = label_path(root / str(folder) / "x.jpg").parent
+            if labels in hashed:
+                continue  # `val: train/images`: one folder, hashed once
+            hashed.add(labels)
+            for label in sorted(labels.glob("*.txt")):
+                digest.update(label.name.encode())
+                digest.update(label.read_bytes())
     return digest.hexdigest()
 
 

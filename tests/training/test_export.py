@@ -90,3 +90,28 @@ def test_tensorrt_says_clearly_why_it_skips_without_a_gpu(tmp_path: Path, caplog
     assert gpu_missing_reason() == TRT_NO_GPU
     assert build_tensorrt(None, tmp_path / "m.onnx", tmp_path / "m.engine", 416) is None
     assert "no NVIDIA GPU on this machine" in caplog.text and "deploy/jetson/build-engine.sh" in caplog.text
+
+
+def test_training_data_hash_follows_every_label_even_under_an_images_folder(tmp_path: Path) -> None:
+    from training.train import dataset_hash
+
+    # A dataset kept under a folder that is itself called `images`: only the last one is swapped.
+    root = tmp_path / "images" / "ppe-v1"
+    for split in ("train", "valid"):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "labels").mkdir(parents=True)
+        (root / split / "labels" / "a.txt").write_text("2 0.5 0.5 0.1 0.1\n")
+    data = root / "data.yaml"
+    data.write_text(
+        "path: .\ntrain: train/images\nval: valid/images\nnames: [person, helmet, head, vest, no_vest]\n"
+    )
+    before = dataset_hash(data)
+    (root / "valid" / "labels" / "a.txt").write_text("1 0.5 0.5 0.1 0.1\n")  # a head relabelled as a helmet
+    assert dataset_hash(data) != before
+    # A list of folders (as ultralytics allows) is hashed too.
+    data.write_text(
+        "path: .\ntrain: [train/images]\nval: [valid/images]\nnames: [person, helmet, head, vest, no_vest]\n"
+    )
+    relisted = dataset_hash(data)
+    (root / "train" / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.4\n")
+    assert dataset_hash(data) != relisted

@@ -14,7 +14,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 _SPLIT_KEYS = {"train": "train", "val": "valid", "valid": "valid", "test": "test"}
 
 
-def _label_path(image: Path) -> Path:
+def label_path(image: Path) -> Path:
     """Find an image's label file the way ultralytics does: swap the last `images` folder for `labels`."""
     parts = list(image.parts)
     for i in range(len(parts) - 1, -1, -1):
@@ -99,10 +99,10 @@ def read_yolo(data_yaml: Path, mapping: ClassMapping | None = None) -> Dataset:
             if image.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             stems.add(image.stem)
-            boxes = read_labels(_label_path(image), names, mapping, dataset)
+            boxes = read_labels(label_path(image), names, mapping, dataset)
             image_split = None if unsplit else split
             dataset.images.append(LabelledImage(image, boxes, source_group(image), image_split))
-        labels_dir = _label_path(folder / "x.jpg").parent
+        labels_dir = label_path(folder / "x.jpg").parent
         if labels_dir != folder and labels_dir.is_dir():
             for label in sorted(labels_dir.glob("*.txt")):
                 if label.stem not in stems:

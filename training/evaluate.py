@@ -418,13 +418,15 @@ def evaluate(
             continue
         truth = ground_truth(img, image.shape[1], image.shape[0])
         started = time.perf_counter()
-        # One inference, decoded twice: with the AP floor, and with the site's thresholds exactly as on site.
-        blob, boxes = ap_detector.preprocess([image])
-        scale = boxes[0].gain  # model-input pixels per image pixel (of the full frame when tiled)
+        # model-input pixels per image pixel (of the full frame when tiled), as the letterbox scales it
+        in_h, in_w = ap_detector.input_size([image])
+        scale = min(in_h / image.shape[0], in_w / image.shape[1])
         if tiling is not None and tiling.enabled:
             low = detect_tiled(ap_detector, image, tiling, model_config.iou)
             site = keep_above(low, thresholds)
         else:
+            # One inference, decoded twice: with the AP floor, and with the site's thresholds as on site.
+            blob, boxes = ap_detector.preprocess([image])
             raw = ap_detector.infer(blob)
             low = ap_detector.postprocess(raw, boxes)[0]
             site = site_detector.postprocess(raw, boxes)[0]

@@ -545,6 +545,8 @@ def test_labelstudio_local_files_references_keep_their_folders(tmp_path: Path) -
 def test_labelstudio_yolo_export_without_images_takes_them_from_the_images_option(tmp_path: Path) -> None:
     export = tmp_path / "project-1-yolo"
     shutil.copytree(TOOL_EXPORTS / "labelstudio" / "yolo", export)
+    # Label Studio writes an empty label file for the unlabelled task (kept out of the fixture folder)
+    (export / "labels" / "0badf00d-zidane.txt").touch()
     (export / "images").mkdir()  # the export's images/ is empty unless "YOLO with Images" was chosen
     with pytest.raises(ValueError, match="--images"):
         read_source(export, mapping=mapping())

@@ -165,17 +165,20 @@ def _read_json(json_path: Path, images_dir: Path, mapping: ClassMapping) -> Data
                     Problem(where, "no completed annotation (unlabelled, not negative); skipped")
                 )
             continue
-        name = image_file_name(reference)
-        path = _locate(_reference_path(reference), images_dir)
+        referenced = _reference_path(reference)
+        path = _locate(referenced, images_dir)
         if path is None:
-            dataset.problems.append(Problem(where, f"image {name} not found in {images_dir}; task skipped"))
+            dataset.problems.append(
+                Problem(where, f"image {referenced.name} not found in {images_dir}; task skipped")
+            )
             continue
         boxes = []
         for j, result in enumerate(results):
             box = _result_box(result, mapping, f"{where} result {j}", dataset)
             if box is not None:
                 boxes.append(box)
-        group = source_group(Path(_UPLOAD_PREFIX.sub("", name)))  # the upload prefix differs per copy
+        # the upload prefix differs per copy of one photo
+        group = source_group(Path(_UPLOAD_PREFIX.sub("", referenced.name)))
         dataset.images.append(LabelledImage(path, boxes, group))
     return dataset
 

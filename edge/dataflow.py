@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import StrEnum
 
 import numpy as np
 
+from contract.enums import Phase, Rule
 from edge.labels import CLASS_NAMES
 
 
@@ -65,13 +65,6 @@ class Track:
     confidence: float
 
 
-class Rule(StrEnum):
-    """What a violation is about; the names appear in MQTT payloads and the dashboard."""
-
-    NO_HELMET = "no_helmet"
-    NO_VEST = "no_vest"
-    ZONE_ENTRY = "zone_entry"
-
 
 @dataclass(frozen=True, slots=True)
 class Violation:
@@ -90,13 +83,6 @@ class Violation:
         """Identify the ongoing violation this frame's observation belongs to."""
         return (self.track_id, self.rule, self.zone)
 
-
-class Phase(StrEnum):
-    """Where an event is in its life: consumers dedupe on event_id and close on END."""
-
-    START = "start"
-    UPDATE = "update"
-    END = "end"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
 import cv2
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from contract.enums import StrEnum
 from edge.dataflow import Detections, Frame
 from edge.labels import CLASS_NAMES
 

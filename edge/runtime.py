@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from contract.payloads import ControlCommand
 from edge.alarms import AlarmHook
 from edge.app import EdgeApp
 from edge.config.models import SiteConfig
@@ -14,7 +15,6 @@ from edge.dataflow import Rule
 from edge.detections import create_detector
 from edge.mqtt.broker import EmbeddedBroker, ensure_broker
 from edge.mqtt.control import ControlResult
-from edge.mqtt.payloads import ControlCommand
 from edge.mqtt.publisher import AlertPublisher
 from edge.telemetry import serve_metrics
 

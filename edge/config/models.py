@@ -10,16 +10,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from contract.ids import Identifier
 from edge.alarms import AlarmHookConfig
 from edge.labels import CLASS_NAMES
 
-Identifier = Annotated[
-    str,
-    Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
-        description="Letters, digits, '_' and '-' (max 64); safe inside MQTT topics and file names.",
-    ),
-]
 Point = tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]]
 PPEItem = Literal["helmet", "vest"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

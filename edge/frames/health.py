@@ -8,26 +8,16 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from contract.enums import CameraStatus
 from edge.telemetry import redact
 
 log = logging.getLogger(__name__)
 
-
-class CameraStatus(StrEnum):
-    """Where a camera stream stands; the values appear in MQTT status messages and metrics."""
-
-    STARTING = "starting"
-    ONLINE = "online"
-    RECONNECTING = "reconnecting"
-    OFFLINE = "offline"
-    DISABLED = "disabled"
-    ENDED = "ended"  # a non-looping video file reached its end
 
 
 StatusListener = Callable[[str, CameraStatus, str | None], None]

@@ -140,7 +140,7 @@ def schemas(
     check: Annotated[bool, typer.Option("--check", help="Only check that the files are up to date.")] = False,
 ) -> None:
     """Write the JSON Schemas of every MQTT payload from the payload models (or check them)."""
-    from edge.mqtt.schemas import stale_schemas, write_schemas
+    from contract.schemas import stale_schemas, write_schemas
 
     if check:
         stale = stale_schemas(out)

@@ -12,8 +12,8 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from contract.payloads import SCHEMA_VERSION, ControlCommand, ControlReply
 from edge.config.loader import format_location
-from edge.mqtt.payloads import SCHEMA_VERSION, ControlCommand, ControlReply
 
 log = logging.getLogger(__name__)
 

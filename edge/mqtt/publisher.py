@@ -26,6 +26,15 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client import Counter as MetricCounter
 from pydantic import ValidationError
 
+from contract.payloads import (
+    SCHEMA_VERSION,
+    CameraStatusMessage,
+    EdgeStatusMessage,
+    HeartbeatMessage,
+    HeartbeatStats,
+    OutboxFigures,
+)
+from contract.topics import Topics
 from edge import __version__
 from edge.alarms import AlarmHook
 from edge.config.models import MqttConfig, SiteSection
@@ -43,18 +52,7 @@ from edge.mqtt.connection import (
 )
 from edge.mqtt.control import ControlCallback, ControlHandler, ControlRequest
 from edge.mqtt.outbox import Outbox, OutboxError, OutboxMessage
-from edge.mqtt.payloads import (
-    SCHEMA_VERSION,
-    CameraStatusMessage,
-    EdgeStatusMessage,
-    HeartbeatMessage,
-    HeartbeatStats,
-    ModelLike,
-    OutboxFigures,
-    alarm_message,
-    event_message,
-)
-from edge.mqtt.topics import Topics
+from edge.mqtt.payloads import ModelLike, alarm_message, event_message
 from edge.telemetry import redact
 
 log = logging.getLogger(__name__)

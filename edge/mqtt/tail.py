@@ -16,9 +16,7 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from edge.config.models import MqttConfig
-from edge.mqtt.connection import open_client
-from edge.mqtt.payloads import (
+from contract.payloads import (
     AlarmMessage,
     CameraStatusMessage,
     ControlCommand,
@@ -27,7 +25,9 @@ from edge.mqtt.payloads import (
     EventMessage,
     HeartbeatMessage,
 )
-from edge.mqtt.topics import ParsedTopic, TopicKind, parse_topic
+from contract.topics import ParsedTopic, TopicKind, parse_topic
+from edge.config.models import MqttConfig
+from edge.mqtt.connection import open_client
 
 _MODELS: dict[TopicKind, type[BaseModel]] = {
     TopicKind.EVENTS: EventMessage,

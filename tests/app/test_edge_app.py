@@ -152,7 +152,7 @@ def test_rules_disabled_at_run_time_start_no_new_events(config):
 
 
 def test_control_commands_switch_rules_and_cameras_of_the_real_app(config):
-    from edge.mqtt.payloads import ControlCommand
+    from contract.payloads import ControlCommand
     from edge.runtime import apply_control
 
     app = EdgeApp(config.model_copy(update={"cameras": config.cameras[:1]}), alerts=Recorder())
@@ -172,8 +172,8 @@ def test_control_commands_switch_rules_and_cameras_of_the_real_app(config):
 def test_a_false_alarm_command_keeps_the_events_frames_for_relabelling(config):
     import uuid
 
+    from contract.payloads import ControlCommand
     from edge.dataflow import Frame
-    from edge.mqtt.payloads import ControlCommand
     from edge.runtime import apply_control
 
     app = EdgeApp(config.model_copy(update={"cameras": config.cameras[:1]}), alerts=Recorder())

@@ -12,22 +12,22 @@ from zoneinfo import ZoneInfo
 import pytest
 from mqtt_fixtures import SCHEMA_DIR, make_event, schema_errors
 
-from edge.dataflow import Phase, Rule
-from edge.mqtt.payloads import (
+from contract.evidence import EvidenceChunk
+from contract.payloads import (
     SCHEMA_VERSION,
     CameraStatusMessage,
+    CameraZonesMessage,
     ControlCommand,
     ControlReply,
     EdgeStatusMessage,
     HeartbeatMessage,
     HeartbeatStats,
-    ModelInfo,
     OutboxFigures,
-    alarm_message,
-    event_message,
 )
-from edge.mqtt.schemas import SCHEMAS, render, stale_schemas, write_schemas
-from edge.mqtt.topics import ParsedTopic, TopicKind, Topics, parse_topic
+from contract.schemas import SCHEMAS, render, stale_schemas, write_schemas
+from contract.topics import ParsedTopic, TopicKind, Topics, parse_topic
+from edge.dataflow import Phase, Rule
+from edge.mqtt.payloads import ModelInfo, alarm_message, event_message
 
 HK = ZoneInfo("Asia/Hong_Kong")
 
@@ -143,6 +143,19 @@ def test_every_payload_the_edge_builds_matches_its_schema_and_foreign_ones_do_no
         ),
         "control-command": ControlCommand(request_id="r-1", action="disable", rule=Rule.NO_VEST),
         "control-reply": ControlReply(**common, request_id=None, status="error", message="not JSON", at=now),
+        "camera-zones": CameraZonesMessage(
+            **common, camera="gate", zones=[{"id": "pit", "polygon": [(0, 0), (1, 0), (1, 1)]}], at=now
+        ),
+        "evidence-chunk": EvidenceChunk(
+            **common,
+            camera="gate",
+            kind="snapshot",
+            path="gate/a.jpg",
+            sha256="0" * 64,
+            size=3,
+            index=0,
+            count=1,
+        ),
     }
     assert set(samples) | {"event"} == set(SCHEMAS)
     for name, model in samples.items():

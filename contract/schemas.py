@@ -9,9 +9,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from edge.mqtt.payloads import (
+from contract.evidence import EvidenceChunk
+from contract.payloads import (
     AlarmMessage,
     CameraStatusMessage,
+    CameraZonesMessage,
     ControlCommand,
     ControlReply,
     EdgeStatusMessage,
@@ -46,6 +48,15 @@ SCHEMAS: dict[str, SchemaSpec] = {
     "alarm": SchemaSpec(
         AlarmMessage,
         "<prefix>/<site>/alarms/zones/<zone> | <prefix>/<site>/alarms/cameras/<camera>",
+        False,
+        "serialization",
+    ),
+    "camera-zones": SchemaSpec(
+        CameraZonesMessage, "<prefix>/<site>/cameras/<camera>/zones", True, "serialization"
+    ),
+    "evidence-chunk": SchemaSpec(
+        EvidenceChunk,
+        "<prefix>/<site>/edges/<edge>/evidence (JSON header, a newline, then the chunk's bytes)",
         False,
         "serialization",
     ),

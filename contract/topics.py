@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+from contract.enums import StrEnum
+from contract.ids import check_id as _check_id
+from contract.ids import is_id
+
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 
 
@@ -21,6 +23,8 @@ class TopicKind(StrEnum):
     ALARM = "alarm"
     CONTROL = "control"
     CONTROL_REPLY = "control_reply"
+    EVIDENCE = "evidence"
+    ZONES = "zones"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +37,6 @@ class ParsedTopic:
     edge: str | None = None
     target_kind: str | None = None  # alarms: "zones" or "cameras"
     target: str | None = None
-
-
-def _check_id(value: str, what: str) -> str:
-    if not _ID.match(value):
-        raise ValueError(
-            f"{what} {value!r} cannot be a topic level: use letters, digits, '_' and '-' (max 64)"
-        )
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +86,14 @@ class Topics:
         """Where replies go when a command names no MQTT 5 response topic."""
         return f"{self.root}/edges/{_check_id(edge, 'edge id')}/control/reply"
 
+    def evidence(self, edge: str) -> str:
+        """Chunks of evidence files (snapshots, clips) pushed by one edge box to the dashboard."""
+        return f"{self.root}/edges/{_check_id(edge, 'edge id')}/evidence"
+
+    def zones(self, camera: str) -> str:
+        """Retained danger-zone polygons one camera applies now (the dashboard's zone editor reads it)."""
+        return f"{self.root}/cameras/{_check_id(camera, 'camera id')}/zones"
+
     def alarm_zone(self, zone: str) -> str:
         """Alarm commands for sirens, beacons or speakers at a danger zone."""
         return f"{self.root}/alarms/zones/{_check_id(zone, 'zone id')}"
@@ -116,16 +120,17 @@ def parse_topic(prefix: str, topic: str) -> ParsedTopic | None:
     if not topic.startswith(prefix + "/"):
         return None
     levels = topic[len(prefix) + 1 :].split("/")
-    if len(levels) < 3 or not _ID.match(levels[0]):
+    if len(levels) < 3 or not is_id(levels[0]):
         return None
     site, section, rest = levels[0], levels[1], levels[2:]
-    if not _ID.match(rest[0]):
+    if not is_id(rest[0]):
         return None
     if section == "cameras" and len(rest) == 2:
         kinds = {
             "events": TopicKind.EVENTS,
             "status": TopicKind.CAMERA_STATUS,
             "snapshot": TopicKind.SNAPSHOT,
+            "zones": TopicKind.ZONES,
         }
         kind = kinds.get(rest[1])
         return ParsedTopic(kind, site, camera=rest[0]) if kind else None
@@ -136,10 +141,11 @@ def parse_topic(prefix: str, topic: str) -> ParsedTopic | None:
             "heartbeat": TopicKind.HEARTBEAT,
             "control": TopicKind.CONTROL,
             "control/reply": TopicKind.CONTROL_REPLY,
+            "evidence": TopicKind.EVIDENCE,
         }
         kind = edge_kinds.get(tail)
         return ParsedTopic(kind, site, edge=rest[0]) if kind else None
-    if section == "alarms" and len(rest) == 2 and rest[0] in ("zones", "cameras") and _ID.match(rest[1]):
+    if section == "alarms" and len(rest) == 2 and rest[0] in ("zones", "cameras") and is_id(rest[1]):
         camera = rest[1] if rest[0] == "cameras" else None
         return ParsedTopic(TopicKind.ALARM, site, camera=camera, target_kind=rest[0], target=rest[1])
     return None

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Set up SiteSentry on a fresh Debian/Ubuntu machine: system packages, then a virtual environment in .venv.
-#   bash scripts/setup.sh          runtime only (enough for `sitesentry demo` and `sitesentry run`)
+#   bash scripts/setup.sh          runtime and dashboard (enough for `sitesentry demo` and `sitesentry run`):
+#                                  Pango and a CJK font for the dashboard's PDF reports
 #   bash scripts/setup.sh --dev    plus what the tests need: mosquitto, ffmpeg, GStreamer RTSP server,
 #                                  Debian's python3-opencv (an independent face detector for the blur test),
-#                                  and the train + dev extras (torch and ultralytics for training tests)
+#                                  PostgreSQL and Chromium (dashboard tests), and the train + dev extras
+#                                  (torch and ultralytics for training tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -11,11 +13,15 @@ dev=0
 
 sudo_cmd=""
 [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-if [ "$dev" = 1 ] && command -v apt-get >/dev/null; then
-  packages=(mosquitto mosquitto-clients ffmpeg openssl opencv-doc opencv-data python3-opencv python3-gi
-            gir1.2-gst-rtsp-server-1.0
-            gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-            gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp)
+if command -v apt-get >/dev/null; then
+  packages=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk fonts-dejavu-core)
+  if [ "$dev" = 1 ]; then
+    packages+=(mosquitto mosquitto-clients ffmpeg openssl opencv-doc opencv-data python3-opencv python3-gi
+               gir1.2-gst-rtsp-server-1.0
+               gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+               gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
+               postgresql chromium)
+  fi
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ "${#missing[@]}" -gt 0 ]; then
@@ -29,8 +35,8 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$dev" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[train,dev]'
+  .venv/bin/python -m pip install -q -e '.[train,dev,dashboard]'
 else
-  .venv/bin/python -m pip install -q -e .
+  .venv/bin/python -m pip install -q -e '.[dashboard]'
 fi
 echo "ready: .venv/bin/sitesentry"

@@ -1,0 +1,1 @@
+"""Alembic migrations of the dashboard database (`sitesentry dashboard db upgrade`)."""

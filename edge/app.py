@@ -76,6 +76,7 @@ class EdgeApp:
         registry: CollectorRegistry | None = None,
         on_result: Callable[[FrameResult], None] | None = None,
         on_event: Callable[[SafetyEvent], None] | None = None,
+        on_evidence: Callable[[str, EvidenceRef], None] | None = None,
     ) -> None:
         self.config = config
         # OpenCV's own thread pool would fight ONNX Runtime's for the same cores; one thread each for
@@ -87,6 +88,7 @@ class EdgeApp:
         self.alerts = alerts
         self.on_result = on_result
         self.on_event = on_event
+        self.on_evidence = on_evidence  # each written snapshot and clip, e.g. to push it to the dashboard
         self._stop = threading.Event()
         # Readers set this on every new frame, so the inference loop sleeps until there is work.
         self._frame_arrived = threading.Event()
@@ -378,6 +380,10 @@ class EdgeApp:
             if event.phase is Phase.START:
                 if result is not None:
                     self.alerts.publish_snapshot(event.camera_id, self.evidence.snapshot_jpeg(result))
+        if self.on_evidence is not None and event.phase is Phase.START and result is not None:
+            for ref in event.evidence:
+                if ref.sha256 is not None:  # the snapshot; its clip follows in _clip_ready
+                    self.on_evidence(event.camera_id, ref)
         if self.on_event is not None:
             self.on_event(event)
 
@@ -393,6 +399,8 @@ class EdgeApp:
         update = self._remember_evidence(replace(latest, evidence=refs))
         if self.alerts is not None:
             self.alerts.publish_event(update)
+        if self.on_evidence is not None:
+            self.on_evidence(event.camera_id, clip)  # once per clip: events sharing it are deduplicated
         if self.on_event is not None:
             self.on_event(update)
 

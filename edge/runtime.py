@@ -58,8 +58,15 @@ class Runtime:
             on_control=lambda command: apply_control(holder["app"], command),
             alarm_hook=alarm_hook,
             stats_source=lambda: holder["app"].heartbeat_stats() if "app" in holder else {},
+            evidence_folder=config.evidence.folder,
         )
-        app = EdgeApp(config, detector=detector, alerts=publisher, registry=registry)
+        app = EdgeApp(
+            config,
+            detector=detector,
+            alerts=publisher,
+            registry=registry,
+            on_evidence=publisher.push_evidence,
+        )
         holder["app"] = app
         return cls(config, app, publisher, broker, alarm_hook, registry)
 

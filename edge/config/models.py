@@ -381,11 +381,26 @@ class MqttConfig(Strict):
     reconnect_min_s: float = Field(0.5, gt=0, description="First wait before reconnecting to the broker.")
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnection attempts.")
     control_max_bytes: int = Field(
-        4096, ge=256, description="Control messages larger than this are rejected."
+        65_536,
+        ge=256,
+        description="Control messages larger than this are rejected (a `set_zones` command with many "
+        "detailed polygons can take tens of KB).",
     )
     control_clients: list[str] = Field(
         default_factory=list,
         description="Client ids allowed to send control commands (MQTT 5 user property).",
+    )
+    push_evidence: bool = Field(
+        True,
+        description="Send every snapshot and clip to the dashboard over MQTT (`.../edges/<edge>/evidence`, "
+        "in 256 KiB chunks, through the outbox), since a dashboard cannot fetch files from an edge behind "
+        "NAT. False keeps evidence on the edge box only.",
+    )
+    evidence_backlog_mb: float = Field(
+        500.0,
+        gt=0,
+        description="Evidence files waiting to be sent, at most (MB); past it the oldest waiting clips, then "
+        "snapshots, are dropped and counted, so a backlog after an outage never delays or displaces alerts.",
     )
 
     @field_validator("prefix")

@@ -225,6 +225,14 @@ class Outbox:
             row = self._db.execute("SELECT MAX(id) FROM outbox").fetchone()
         return int(row[0] or 0)
 
+    def count_kind(self, prefix: str) -> int:
+        """Return how many stored messages have a kind starting with `prefix` (e.g. "evidence:")."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE substr(kind, 1, ?) = ?", (len(prefix), prefix)
+            ).fetchone()
+        return int(row[0])
+
     def oldest_age_s(self) -> float | None:
         """Return how long the oldest waiting message has waited, or None when empty."""
         with self._lock:

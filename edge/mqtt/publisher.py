@@ -15,6 +15,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,12 +34,13 @@ from contract.payloads import (
     HeartbeatMessage,
     HeartbeatStats,
     OutboxFigures,
+    QueueFigures,
 )
 from contract.topics import Topics
 from edge import __version__
 from edge.alarms import AlarmHook
 from edge.config.models import MqttConfig, SiteSection
-from edge.dataflow import Phase, SafetyEvent
+from edge.dataflow import EvidenceRef, Phase, SafetyEvent
 from edge.frames.health import CameraStatus
 from edge.mqtt.connection import (
     UNSUPPORTED_PROTOCOL,
@@ -51,6 +53,7 @@ from edge.mqtt.connection import (
     tls_context,
 )
 from edge.mqtt.control import ControlCallback, ControlHandler, ControlRequest
+from edge.mqtt.evidence_push import EvidencePusher
 from edge.mqtt.outbox import Outbox, OutboxError, OutboxMessage
 from edge.mqtt.payloads import ModelLike, alarm_message, event_message
 from edge.telemetry import redact
@@ -127,6 +130,7 @@ class AlertPublisher:
         alarm_hook: AlarmHook | None = None,
         stats_source: Callable[[], Mapping[str, Any]] | None = None,
         version: str = __version__,
+        evidence_folder: Path | None = None,
     ) -> None:
         self._config = config
         self._extras = config
@@ -148,6 +152,20 @@ class AlertPublisher:
             config.outbox, config.outbox_max_messages, fsync=self._extras.outbox_fsync, on_drop=self._on_drop
         )
         self._metrics.outbox_pending.set_function(lambda: len(self._outbox))
+        # Evidence files to the dashboard in chunks through this outbox (edge/mqtt/evidence_push.py).
+        self._evidence: EvidencePusher | None = None
+        if evidence_folder is not None and config.push_evidence:
+            self._evidence = EvidencePusher(
+                self._outbox,
+                folder=evidence_folder,
+                topic=self._topics.evidence(site.edge_id),
+                site=site.id,
+                edge=site.edge_id,
+                backlog_bytes=int(config.evidence_backlog_mb * 1e6),
+                on_added=self._outbox_added,
+                registry=registry,
+                fsync=self._extras.outbox_fsync,
+            )
         self._control: ControlHandler | None = None
         if on_control is not None and config.control_clients:
             self._control = ControlHandler(
@@ -227,6 +245,8 @@ class AlertPublisher:
         if self._control is not None:
             self._spawn("mqtt-control", self._run_control)
         self._spawn("mqtt-heartbeat", self._run_heartbeat)
+        if self._evidence is not None:
+            self._evidence.start()
         self._client.loop_start()
         log.info(
             "publishing alerts to MQTT broker %s:%d as %s (MQTT %s, outbox %s with %d waiting)",
@@ -297,6 +317,11 @@ class AlertPublisher:
             self._snapshots_due.add(topic)
             self._cond.notify_all()
 
+    def push_evidence(self, camera_id: str, ref: EvidenceRef) -> None:
+        """Queue a written snapshot or clip to be sent in chunks on `.../edges/<edge>/evidence` if enabled."""
+        if self._evidence is not None:
+            self._evidence.push(camera_id, ref)
+
     def publish_alarm(self, event: SafetyEvent) -> None:
         """Sound sirens near the zone or camera: the local hook at once, and an alarm command over MQTT."""
         if self._alarm_hook is not None:
@@ -339,7 +364,7 @@ class AlertPublisher:
             at=self._clock(),
             uptime_s=round(time.monotonic() - self._started_at, 3),
             cameras=self._heartbeat_stats.cameras,
-            queues=self._heartbeat_stats.queues,
+            queues={**self._heartbeat_stats.queues, **self._evidence_queue()},
             outbox=OutboxFigures(
                 pending=len(self._outbox),
                 delivered_total=self._outbox.delivered_total,
@@ -374,6 +399,7 @@ class AlertPublisher:
             "delivered_total": self._outbox.delivered_total,
             "dropped_total": self._outbox.dropped_total,
             "control": control,
+            "evidence": self._evidence.stats() if self._evidence is not None else {},
             **counts,
         }
 
@@ -384,6 +410,8 @@ class AlertPublisher:
         self._stopped = True
         deadline = time.monotonic() + timeout
         self._stopping.set()
+        if self._evidence is not None:
+            self._evidence.stop()  # what it has not fed to the outbox yet stays queued for the next start
         if self._started:
             with self._cond:
                 # Leave time for the offline message and the disconnect after draining.
@@ -785,6 +813,15 @@ class AlertPublisher:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _outbox_added(self, row_id: int) -> None:
+        """Wake the pump for a row written by someone else than publish_event (evidence chunks)."""
+        with self._cond:
+            self._last_id = max(self._last_id, row_id)
+            self._cond.notify_all()
+
+    def _evidence_queue(self) -> dict[str, QueueFigures]:
+        return {"evidence_push": self._evidence.figures()} if self._evidence is not None else {}
 
     def _on_drop(self, message: OutboxMessage) -> None:
         self._metrics.dropped.labels(message.kind).inc()

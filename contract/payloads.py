@@ -15,6 +15,8 @@ from contract.ids import Identifier
 SCHEMA_VERSION: Final = 1
 
 Unit = Annotated[float, Field(ge=0, le=1)]
+#: Why an event ended: seen no more, the edge stopped with it open, or recovered after a crash.
+EndReason = Literal["cleared", "stopped", "edge_restarted"]
 RequestId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="Chosen by the sender.")]
 
 
@@ -80,6 +82,13 @@ class EventMessage(Wire):
     model: ModelRef
     frame_seq: int = Field(ge=0, description="Sequence number of the frame that produced this message.")
     emitted_at: AwareDatetime = Field(description="When the edge wrote the message (before any retry).")
+    end_reason: EndReason | None = Field(
+        None,
+        description="`end` only: `cleared` when the violation was last seen `end_after_s` ago, `stopped` "
+        "when the edge stopped or the camera was disabled with it open, `edge_restarted` when the edge "
+        "died with it open and closed it on its next start (`ended_at` is then the last time it was known "
+        "open). Null on start and update.",
+    )
 
 
 class EdgeStatusMessage(Wire):
@@ -92,6 +101,12 @@ class EdgeStatusMessage(Wire):
     at: AwareDatetime | None = Field(description="When the state changed; null in the Last Will.")
     reason: str | None = Field(None, description="Why the edge went offline.")
     version: str = Field(description="SiteSentry version of the edge.")
+    heartbeat_s: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds between this edge's heartbeats: `online` is stale when the newest heartbeat "
+        "is older than 3 intervals (see contract.liveness).",
+    )
 
 
 class CameraStatusMessage(Wire):
@@ -115,6 +130,11 @@ class CameraFigures(Wire):
         None, ge=0, description="Capture-to-result latency, 95th percentile."
     )
     frames_dropped: int = Field(0, ge=0, description="Frames dropped since start.")
+    events_suppressed: dict[Rule, int] = Field(
+        default_factory=dict,
+        description="New events not started because of flood control (rules.max_new_events_per_min), "
+        "by rule, since start; zone_entry is never suppressed.",
+    )
 
 
 class QueueFigures(Wire):
@@ -154,20 +174,37 @@ class HeartbeatMessage(Wire):
     queues: dict[str, QueueFigures]
     outbox: OutboxFigures
     reconnects: int = Field(ge=0, description="Broker reconnections since the edge started.")
+    interval_s: float | None = Field(
+        None, gt=0, description="Seconds until the next heartbeat: older than 3 intervals means stale."
+    )
 
 
 class AlarmMessage(Wire):
-    """A command for sirens, beacons or speakers: `.../alarms/zones/<zone>` or `.../alarms/cameras/<cam>`."""
+    """Retained alarm state of one target, `.../alarms/zones/<zone>` or `.../alarms/cameras/<cam>`, sent on
+    every change and again after every reconnect: a siren follows `state`."""
 
     schema_version: Literal[1]
-    alarm_id: uuid.UUID = Field(description="The event id: `off` closes the alarm that `on` opened.")
-    action: Literal["on", "off"]
+    alarm_id: uuid.UUID = Field(
+        description="The event whose start or end last changed this target: `off` closes the alarm that "
+        "`on` opened."
+    )
+    action: Literal["on", "off"] = Field(
+        description="What that event did: `on` at its start, `off` at its end."
+    )
+    state: Literal["on", "off"] | None = Field(
+        None,
+        description="The target's state after the change: `on` while any alarm there is open. Sirens "
+        "follow this, not `action` (two people in one zone are two alarms).",
+    )
+    open_alarms: list[uuid.UUID] = Field(
+        default_factory=list, description="Alarm (event) ids still open at this target."
+    )
     rule: Rule
     site: Identifier
     camera: Identifier
     zone: Identifier | None
     message: str = Field(description="Short text for a display or text-to-speech.")
-    at: AwareDatetime
+    at: AwareDatetime = Field(description="When the state last changed (unchanged when sent again).")
 
 
 Point = tuple[Unit, Unit]

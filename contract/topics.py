@@ -82,9 +82,11 @@ class Topics:
         """Commands that enable or disable a rule or camera on one edge box."""
         return f"{self.root}/edges/{_check_id(edge, 'edge id')}/control"
 
-    def control_reply(self, edge: str) -> str:
-        """Where replies go when a command names no MQTT 5 response topic."""
-        return f"{self.root}/edges/{_check_id(edge, 'edge id')}/control/reply"
+    def control_reply(self, edge: str, client: str | None = None) -> str:
+        """Where replies go: `.../control/reply` when a command names no MQTT 5 response topic, else the
+        sender's own `.../control/reply/<client>` (whatever response topic it named)."""
+        base = f"{self.root}/edges/{_check_id(edge, 'edge id')}/control/reply"
+        return base if client is None else f"{base}/{_check_id(client, 'control client id')}"
 
     def evidence(self, edge: str) -> str:
         """Chunks of evidence files (snapshots, clips) pushed by one edge box to the dashboard."""
@@ -144,6 +146,8 @@ def parse_topic(prefix: str, topic: str) -> ParsedTopic | None:
             "evidence": TopicKind.EVIDENCE,
         }
         kind = edge_kinds.get(tail)
+        if kind is None and len(rest) == 4 and rest[1:3] == ["control", "reply"] and is_id(rest[3]):
+            kind = TopicKind.CONTROL_REPLY  # a sender's own reply topic
         return ParsedTopic(kind, site, edge=rest[0]) if kind else None
     if section == "alarms" and len(rest) == 2 and rest[0] in ("zones", "cameras") and is_id(rest[1]):
         camera = rest[1] if rest[0] == "cameras" else None

@@ -112,6 +112,7 @@ class SafetyEvent:
     boxes: tuple[tuple[float, float, float, float], ...]  # normalised xyxy: the person, then evidence boxes
     frame_seq: int
     evidence: tuple[EvidenceRef, ...] = field(default_factory=tuple)
+    end_reason: str | None = None  # END only: "cleared", "stopped" or "edge_restarted" (contract.EndReason)
 
     @property
     def duration_s(self) -> float | None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 
 from edge.config.models import RulesConfig
@@ -55,6 +55,8 @@ class LifecycleStats:
     suppressed_cooldown: int = 0
     suppressed_rate: int = 0
     relinked: int = 0
+    # Flood control by rule: shown in the heartbeat and metrics, so a suppressed alert is never silent.
+    suppressed_rate_by_rule: Counter[Rule] = field(default_factory=Counter)
 
 
 class EventLifecycle:
@@ -142,7 +144,8 @@ class EventLifecycle:
         for key in list(self._active):
             active = self._active[key]
             if now - active.last_seen >= self.rules.end_after_s:
-                events.append(self._event(key, active, Phase.END, active.last_seen, frame_size))
+                end = self._event(key, active, Phase.END, active.last_seen, frame_size)
+                events.append(replace(end, end_reason="cleared"))
                 del self._active[key]
                 self._cooldown[key] = (active.last_seen + self.rules.cooldown_s, active.violation.person_xyxy)
                 self.stats.ended += 1
@@ -183,18 +186,25 @@ class EventLifecycle:
                 return None
         while self._recent_starts and self._recent_starts[0] < now - 60:
             self._recent_starts.popleft()
-        if len(self._recent_starts) >= self.rules.max_new_events_per_min:
+        # Flood control is for camera cuts that make PPE violations of a whole crowd at once; a person in
+        # a danger zone is the violation that kills, so zone entries are never held back nor counted here.
+        flood_controlled = v.rule is not Rule.ZONE_ENTRY
+        if flood_controlled and len(self._recent_starts) >= self.rules.max_new_events_per_min:
             self.stats.suppressed_rate += 1
+            self.stats.suppressed_rate_by_rule[v.rule] += 1
             self._cooldown[key] = (now + self.rules.cooldown_s, v.person_xyxy)
             if self.stats.suppressed_rate == 1 or self.stats.suppressed_rate % 100 == 0:
                 log.warning(
-                    "camera %s: more than %d new events in a minute; suppressing (%d so far)",
+                    "camera %s: more than %d new events in a minute; suppressing %s (%d so far: %s)",
                     self.camera_id,
                     self.rules.max_new_events_per_min,
+                    v.rule,
                     self.stats.suppressed_rate,
+                    ", ".join(f"{r} {n}" for r, n in sorted(self.stats.suppressed_rate_by_rule.items())),
                 )
             return None
-        self._recent_starts.append(now)
+        if flood_controlled:
+            self._recent_starts.append(now)
         active = _Active(uuid.uuid4(), first_seen, now, now, v.confidence, v, frame_seq)
         self._active[key] = active
         self.stats.started += 1
@@ -206,7 +216,10 @@ class EventLifecycle:
 
     def close_all(self, now: float, frame_size: tuple[int, int]) -> list[SafetyEvent]:
         """End every open event (shutdown, camera disabled), so no event is left without an end."""
-        events = [self._event(k, a, Phase.END, a.last_seen, frame_size) for k, a in self._active.items()]
+        events = [
+            replace(self._event(k, a, Phase.END, a.last_seen, frame_size), end_reason="stopped")
+            for k, a in self._active.items()
+        ]
         self.stats.ended += len(events)
         self._active.clear()
         self._candidates.clear()

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from contract.ids import is_id
 from contract.payloads import SCHEMA_VERSION, ControlCommand, ControlReply
 from edge.config.loader import format_location
 
@@ -44,10 +45,40 @@ class ControlRequest:
 
 @dataclass(frozen=True, slots=True)
 class ControlOutcome:
-    """The reply to publish and how the request was counted."""
+    """The reply to publish (None: answer nothing) and how the request was counted."""
 
-    reply: ControlReply
+    reply: ControlReply | None
     result: str  # ok, error, malformed, unauthorised, unsupported, too_large, failed
+
+
+class ReplyLimiter:
+    """A token bucket for error replies: junk sent in bulk gets a few answers, then none, counted."""
+
+    def __init__(self, rate_per_s: float = 5.0, burst: int = 20, clock: Callable[[], float] = time.monotonic):
+        self._rate = rate_per_s
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._at = clock()
+
+    def allow(self) -> bool:
+        """Take a token if one is left; False means: count the reply as suppressed, do not send it."""
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+def reply_topic(default: str, request: ControlRequest) -> str:
+    """Where a reply may go: the sender's own `<default>/<client_id>` when it asked for a response topic,
+    else `default`. Any other response topic is ignored, so a sender cannot steer replies onto the edge's
+    event, alarm or status topics, nor anyone else's."""
+    if request.response_topic is None or request.sender is None or not is_id(request.sender):
+        return default
+    return f"{default}/{request.sender}"
 
 
 class ControlHandler:
@@ -73,23 +104,29 @@ class ControlHandler:
         self._last_warning: dict[str, float] = {}
 
     def handle(self, request: ControlRequest) -> ControlOutcome:
-        """Check, parse and run one request; any failure becomes an error reply."""
-        if len(request.payload) > self._max_bytes:
-            return self._reject(None, "too_large", f"command is larger than {self._max_bytes} bytes")
-        request_id = _guess_request_id(request.payload)
+        """Check, parse and run one request; any failure becomes an error reply (none for strangers)."""
+        checked = self.check(request)
+        return checked if isinstance(checked, ControlOutcome) else self.run(checked, request)
+
+    def check(self, request: ControlRequest) -> ControlCommand | ControlOutcome:
+        """Cheap checks, safe on the network thread: the command to run, or the outcome of a rejection.
+
+        Strangers (no MQTT 5, no client_id or one not listed) get no reply at all: answering them would let
+        anyone make the edge publish.
+        """
         if not request.mqtt5:
-            return self._reject(
-                request_id,
-                "unsupported",
-                "control commands need MQTT 5 (the sender's client_id user property)",
-            )
+            need = "control commands need MQTT 5 (the sender's client_id user property)"
+            return self._reject(None, "unsupported", need, answer=False)
         if request.sender is None or request.sender not in self._allowed:
             who = (
                 "a client without a client_id user property"
                 if request.sender is None
                 else repr(request.sender)
             )
-            return self._reject(request_id, "unauthorised", f"{who} may not send control commands")
+            return self._reject(None, "unauthorised", f"{who} may not send control commands", answer=False)
+        if len(request.payload) > self._max_bytes:
+            return self._reject(None, "too_large", f"command is larger than {self._max_bytes} bytes")
+        request_id = _guess_request_id(request.payload)
         try:
             data = json.loads(request.payload)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -98,6 +135,10 @@ class ControlHandler:
             command = ControlCommand.model_validate(data)
         except ValidationError as exc:
             return self._reject(request_id, "malformed", f"invalid command: {_first_error(exc)}")
+        return command
+
+    def run(self, command: ControlCommand, request: ControlRequest) -> ControlOutcome:
+        """Run a checked command through the app's callback; a failure becomes an error reply."""
         try:
             result = self._callback(command)
         except Exception as exc:
@@ -116,7 +157,9 @@ class ControlHandler:
         )
         return ControlOutcome(self._reply(command.request_id, result.ok, result.message), outcome)
 
-    def _reject(self, request_id: str | None, reason: str, message: str) -> ControlOutcome:
+    def _reject(
+        self, request_id: str | None, reason: str, message: str, *, answer: bool = True
+    ) -> ControlOutcome:
         self.counts[reason] += 1
         now = time.monotonic()
         # Rejections can be provoked from outside: warn per reason at most every few seconds.
@@ -125,7 +168,7 @@ class ControlHandler:
             log.warning(
                 "control command rejected (%s): %s; %d rejected so far", reason, message, self.counts[reason]
             )
-        return ControlOutcome(self._reply(request_id, False, message), reason)
+        return ControlOutcome(self._reply(request_id, False, message) if answer else None, reason)
 
     def _reply(self, request_id: str | None, ok: bool, message: str) -> ControlReply:
         return ControlReply(

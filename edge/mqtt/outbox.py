@@ -5,10 +5,11 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_droppable ON outbox (droppable, id);
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 """
 _DROP_LOG_EVERY_S = 10.0
+#: Kept free next to the outbox and given up when the disk is full, so acknowledged messages can still be
+#: deleted (a DELETE in WAL mode needs room too) and are not sent again after a restart.
+RESERVE_BYTES = 4 * 1024 * 1024
+#: State changes written with a message: key -> value, or None to delete the key.
+StateChanges = Mapping[str, bytes | None]
 
 
 class OutboxError(ValueError):
@@ -72,8 +82,11 @@ class Outbox:
         self.delivered_total = 0
         self._dropped_unlogged = 0
         self._last_drop_log = 0.0
+        # Acknowledged but not yet deleted (the disk was full): never handed out again by this process.
+        self._settled: set[int] = set()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._take_file_lock()
+        self._reserve = self.path.with_name(self.path.name + ".reserve")
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -90,6 +103,7 @@ class Outbox:
             log.info(
                 "outbox %s holds %d undelivered message(s); they will be sent first", self.path, self._count
             )
+        self._refill_reserve()
 
     def _take_file_lock(self) -> int:
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -110,7 +124,7 @@ class Outbox:
             self._lock_file = -1
 
     def __len__(self) -> int:
-        return self._count
+        return self._count - len(self._settled)
 
     def add(
         self,
@@ -122,8 +136,12 @@ class Outbox:
         kind: str = "event",
         key: str = "",
         droppable: bool = False,
+        state: StateChanges | None = None,
     ) -> int:
-        """Commit a message (making room first if full) and return its id; it is on disk when this returns."""
+        """Commit a message (making room first if full) and return its id; it is on disk when this returns.
+
+        `state` changes are committed in the same transaction, so they hold exactly when the message does.
+        """
         dropped: OutboxMessage | None = None
         with self._lock:
             db = self._db
@@ -136,6 +154,7 @@ class Outbox:
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (topic, payload, qos, int(retain), kind, key, int(droppable), time.time()),
                 )
+                self._write_state(state or {})
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if db.in_transaction:
@@ -188,36 +207,126 @@ class Outbox:
             self._dropped_unlogged = 0
             self._last_drop_log = now
 
+    def _write_state(self, changes: StateChanges) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self._db.execute("DELETE FROM state WHERE key = ?", (key,))
+            else:
+                self._db.execute(
+                    "INSERT INTO state (key, value) VALUES (?, ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+
+    def put_state(self, changes: StateChanges) -> None:
+        """Commit state changes (key -> value, None deletes) without a message; raises OutboxError."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._write_state(changes)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise OutboxError(f"{self.path}: cannot write the outbox ({exc})") from exc
+
+    def state_items(self, prefix: str) -> list[tuple[str, bytes]]:
+        """Return the stored state entries whose key starts with `prefix`, in key order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM state WHERE substr(key, 1, ?) = ? ORDER BY key", (len(prefix), prefix)
+            ).fetchall()
+        return [(str(k), bytes(v)) for k, v in rows]
+
     def pending(self, after_id: int = 0, limit: int = 100) -> list[OutboxMessage]:
         """Return up to `limit` messages with an id above `after_id`, oldest first."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, topic, payload, qos, retain, kind, key, created_at FROM outbox"
                 " WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
+                (after_id, limit + len(self._settled)),
             ).fetchall()
-        return [_message(row) for row in rows]
+            settled = set(self._settled)
+        return [_message(row) for row in rows if row[0] not in settled][:limit]
 
     def mark_delivered(self, ids: Iterable[int]) -> int:
-        """Remove acknowledged messages in one transaction; return how many were still stored."""
+        """Remove acknowledged messages in one transaction; return how many were still stored.
+
+        When the disk is full the reserve file is given up and the delete tried again; if it still fails
+        the ids are remembered and never handed out again, and deleted on a later call.
+        """
         id_list = list(ids)
-        if not id_list:
-            return 0
-        removed = 0
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            todo = sorted(self._settled.union(id_list))
+            if not todo:
+                return 0
             try:
-                for start in range(0, len(id_list), 500):
-                    chunk = id_list[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    removed += self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk).rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                removed = self._delete(todo)
+            except sqlite3.OperationalError as exc:
+                if not self._is_full(exc) or not self._release_reserve():
+                    self._settled.update(id_list)
+                    raise OutboxError(f"{self.path}: cannot remove delivered messages ({exc})") from exc
+                try:
+                    removed = self._delete(todo)
+                except sqlite3.Error as again:
+                    self._settled.update(id_list)
+                    raise OutboxError(
+                        f"{self.path}: cannot remove delivered messages ({again}); they will not be sent "
+                        "again by this process"
+                    ) from again
+            self._settled.clear()
             self._count -= removed
             self.delivered_total += removed
         return removed
+
+    def _delete(self, ids: list[int]) -> int:
+        removed = 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                removed += self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk).rowcount
+            self._db.execute("COMMIT")
+        except BaseException:
+            # SQLite rolls back by itself on some errors (a full disk): only roll back what is still open.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return removed
+
+    @staticmethod
+    def _is_full(exc: sqlite3.Error) -> bool:
+        return "full" in str(exc).lower() or getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+    def _release_reserve(self) -> bool:
+        try:
+            self._reserve.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return False
+        log.warning("outbox %s: the disk is full; released %d reserved bytes", self.path, RESERVE_BYTES)
+        return True
+
+    def _refill_reserve(self) -> None:
+        """Take the reserve back when there is room for it and some to spare; best effort."""
+        try:
+            if self._reserve.exists() or shutil.disk_usage(self.path.parent).free < 4 * RESERVE_BYTES:
+                return
+            with open(self._reserve, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, RESERVE_BYTES)
+        except OSError:
+            self._reserve.unlink(missing_ok=True)
+
+    def settle_disk(self) -> None:
+        """Retry deletes left by a full disk and take the reserve back when there is room (pump, idle)."""
+        if self._settled:
+            try:
+                self.mark_delivered(())
+            except OutboxError:
+                return
+        self._refill_reserve()
 
     def last_id(self) -> int:
         """Return the id of the newest stored message, 0 when empty."""

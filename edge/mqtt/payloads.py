@@ -76,6 +76,7 @@ def event_message(
         model=ModelRef(name=model.name, version=model.version),
         frame_seq=event.frame_seq,
         emitted_at=emitted_at,
+        end_reason=(event.end_reason or "cleared") if event.phase is Phase.END else None,
     )
 
 

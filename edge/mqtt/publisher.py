@@ -30,7 +30,9 @@ from pydantic import ValidationError
 from contract.payloads import (
     SCHEMA_VERSION,
     CameraStatusMessage,
+    ControlCommand,
     EdgeStatusMessage,
+    EventMessage,
     HeartbeatMessage,
     HeartbeatStats,
     OutboxFigures,
@@ -42,6 +44,7 @@ from edge.alarms import AlarmHook
 from edge.config.models import MqttConfig, SiteSection
 from edge.dataflow import EvidenceRef, Phase, SafetyEvent
 from edge.frames.health import CameraStatus
+from edge.mqtt.alarm_state import AlarmBoard
 from edge.mqtt.connection import (
     UNSUPPORTED_PROTOCOL,
     ReportingClient,
@@ -52,10 +55,19 @@ from edge.mqtt.connection import (
     new_client,
     tls_context,
 )
-from edge.mqtt.control import ControlCallback, ControlHandler, ControlRequest
+from edge.mqtt.control import (
+    ControlCallback,
+    ControlHandler,
+    ControlOutcome,
+    ControlRequest,
+    ReplyLimiter,
+    reply_topic,
+)
 from edge.mqtt.evidence_push import EvidencePusher
+from edge.mqtt.journal import KEY_PREFIX as JOURNAL_PREFIX
+from edge.mqtt.journal import ClipLookup, clip_lookup, event_of, journal_change, recovery_message
 from edge.mqtt.outbox import Outbox, OutboxError, OutboxMessage
-from edge.mqtt.payloads import ModelLike, alarm_message, event_message
+from edge.mqtt.payloads import ModelLike, event_message
 from edge.telemetry import redact
 
 log = logging.getLogger(__name__)
@@ -152,6 +164,12 @@ class AlertPublisher:
             config.outbox, config.outbox_max_messages, fsync=self._extras.outbox_fsync, on_drop=self._on_drop
         )
         self._metrics.outbox_pending.set_function(lambda: len(self._outbox))
+        self._alarms = AlarmBoard(self._outbox, self._clock)
+        self._recovered = False
+        self._reply_limiter = ReplyLimiter()
+        self._error_counts: Counter[str] = Counter()  # errors not logged yet, by key (see _error)
+        self._last_error_log: dict[str, float] = {}
+        self._last_settle = time.monotonic()
         # Evidence files to the dashboard in chunks through this outbox (edge/mqtt/evidence_push.py).
         self._evidence: EvidencePusher | None = None
         if evidence_folder is not None and config.push_evidence:
@@ -178,7 +196,9 @@ class AlertPublisher:
             )
         elif on_control is not None:
             log.info("MQTT control commands are off: mqtt.control_clients is empty")
-        self._control_queue: queue.Queue[ControlRequest | None] = queue.Queue(maxsize=64)
+        # Only commands that passed the checks wait here, so junk cannot crowd out real ones.
+        self._control_queue: queue.Queue[tuple[ControlRequest, ControlCommand] | None]
+        self._control_queue = queue.Queue(maxsize=64)
 
         self._cond = threading.Condition()
         # Guarded by _cond (paho callbacks take it; nobody calls into paho while holding it).
@@ -241,6 +261,7 @@ class AlertPublisher:
             return
         self._started = True
         self._started_at = self._last_heartbeat = time.monotonic()
+        self.close_left_open()
         self._spawn("mqtt-outbox", self._run_pump)
         if self._control is not None:
             self._spawn("mqtt-control", self._run_control)
@@ -269,21 +290,53 @@ class AlertPublisher:
         message = event_message(
             event, edge=self._edge, model=self._model, emitted_at=self._clock(), message_id=uuid.uuid4()
         )
-        topic = self._topics.events(event.camera_id)
+        self._write_event(message)
+
+    def close_left_open(self, clips: ClipLookup | None = None) -> int:
+        """Close what a crash left open (see journal.py): an END (edge_restarted) for each open event and
+        its alarm off, a repeated END retracting each clip announced but never written; return how many
+        events were closed. Runs once; `start` calls it when the app has not (then no clip counts as
+        written)."""
+        if self._recovered:
+            return 0
+        self._recovered = True
+        lookup = clips or clip_lookup(None)
+        closed = 0
+        for key, stored in self._outbox.state_items(JOURNAL_PREFIX):
+            try:
+                message = recovery_message(
+                    stored, message_id=uuid.uuid4(), emitted_at=self._clock(), clips=lookup
+                )
+            except ValidationError:
+                log.warning("journal entry %s is unreadable; dropped", key)
+                self._outbox.put_state({key: None})
+                continue
+            self._write_event(message)
+            if message.end_reason == "edge_restarted":  # it was open: its alarm was on
+                self.publish_alarm(event_of(message))
+                closed += 1
+        if closed:
+            log.warning("closed %d event(s) left open when the edge last stopped without ending them", closed)
+        return closed
+
+    def _write_event(self, message: EventMessage) -> None:
+        """Commit an event message and its journal change to the outbox and wake the pump."""
+        topic = self._topics.events(message.camera)
         payload = message.model_dump_json().encode()
         try:
             row_id = self._outbox.add(
                 topic,
                 payload,
                 qos=1,
-                kind=f"event:{event.phase}",
-                key=event.camera_id,
-                droppable=event.phase is Phase.UPDATE,
+                kind=f"event:{message.type}",
+                key=message.camera,
+                droppable=message.type == Phase.UPDATE,
+                state=journal_change(message),
             )
         except OutboxError as exc:
-            self._publish_unbuffered(topic, payload, event, exc)
+            self._publish_unbuffered(topic, payload, message, exc)
             return
-        self._metrics.written.labels(str(event.phase)).inc()
+        self._metrics.written.labels(str(message.type)).inc()
         with self._cond:
             self._last_id = max(self._last_id, row_id)
             self._cond.notify_all()
@@ -323,27 +376,28 @@ class AlertPublisher:
             self._evidence.push(camera_id, ref)
 
     def publish_alarm(self, event: SafetyEvent) -> None:
-        """Sound sirens near the zone or camera: the local hook at once, and an alarm command over MQTT."""
+        """Switch sirens near the zone or camera: the local hook at once, and the target's alarm state
+        over MQTT, retained and sent again after each reconnect, so sirens end in the state the edge holds."""
         if self._alarm_hook is not None:
             self._alarm_hook.trigger(event)
-        message = alarm_message(event, at=self._clock())
         topic = (
             self._topics.alarm_zone(event.zone) if event.zone else self._topics.alarm_camera(event.camera_id)
         )
         connected, client = self._link()
-        if not connected:
-            # A siren that sounds minutes late warns nobody; the local hook has already fired.
-            self._metrics.alarms.labels("dropped_offline").inc()
-            self._count("alarms_dropped_offline")
-            self._warn("alarm", f"alarm for event {event.event_id} not sent: the MQTT broker is unreachable")
-            return
-        properties = None
-        if self._protocol == "5":
-            properties = mqtt_properties(PacketTypes.PUBLISH)
-            properties.MessageExpiryInterval = self._extras.alarm_ttl_s
-        client.publish(topic, message.model_dump_json().encode(), qos=1, retain=False, properties=properties)
-        self._metrics.alarms.labels("sent").inc()
-        self._count("alarms_sent")
+        self._alarms.change(topic, event, self._alarm_sender(client) if connected else None)
+        if connected:
+            self._metrics.alarms.labels("sent").inc()
+            self._count("alarms_sent")
+        else:
+            # Not lost: the target's state goes out when the broker is back.
+            self._metrics.alarms.labels("held_offline").inc()
+            self._count("alarms_held_offline")
+
+    def _alarm_sender(self, client: ReportingClient) -> Callable[[str, bytes], None]:
+        def send(topic: str, payload: bytes) -> None:
+            client.publish(topic, payload, qos=1, retain=True)
+
+        return send
 
     def heartbeat(self, stats: Mapping[str, Any] | HeartbeatStats | None = None) -> None:
         """Publish a heartbeat now with these camera and queue figures (see HeartbeatStats) plus our own."""
@@ -371,10 +425,14 @@ class AlertPublisher:
                 dropped_total=self._outbox.dropped_total,
             ),
             reconnects=self._counts["reconnects"],
+            interval_s=self._config.heartbeat_s,
         )
         connected, client = self._link()
         if connected:
-            client.publish(self._topics.heartbeat(self._edge), message.model_dump_json().encode(), qos=0)
+            # Retained, so a consumer that subscribes later can tell at once how old the edge's news is.
+            client.publish(
+                self._topics.heartbeat(self._edge), message.model_dump_json().encode(), qos=0, retain=True
+            )
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait until the broker accepts us; False on timeout (see `last_error` for why)."""
@@ -485,6 +543,7 @@ class AlertPublisher:
                 "at": None if will else self._clock(),
                 "reason": reason,
                 "version": self._version,
+                "heartbeat_s": self._config.heartbeat_s,
             }
         )
         return message.model_dump_json().encode()
@@ -616,8 +675,20 @@ class AlertPublisher:
             correlation_data=correlation,
             mqtt5=self._protocol == "5",
         )
+        # Checked here, on the network thread: rejections never queue, so a flood of junk cannot make
+        # real commands wait or be turned away as busy.
+        checked = self._control.check(request)
+        if isinstance(checked, ControlOutcome):
+            self._metrics.control.labels(checked.result).inc()
+            if checked.reply is not None:
+                if self._reply_limiter.allow():
+                    self._reply(request, checked.reply.model_dump_json().encode())
+                else:
+                    self._metrics.control.labels("reply_suppressed").inc()
+                    self._count("control_replies_suppressed")
+            return
         try:
-            self._control_queue.put_nowait(request)
+            self._control_queue.put_nowait((request, checked))
         except queue.Full:
             self._metrics.control.labels("busy").inc()
             self._count("control_busy")
@@ -660,9 +731,12 @@ class AlertPublisher:
                         self._resync_retained(client)
                     self._send_outbox(client, window, last_id)
                     self._send_snapshots(client)
-            except Exception:
-                # A bug here must not end delivery for good: log it and go round again.
-                log.exception("MQTT publisher: unexpected error in the outbox pump")
+                if time.monotonic() - self._last_settle >= 5.0:
+                    self._last_settle = time.monotonic()
+                    self._outbox.settle_disk()  # deletes a full disk held back, the reserve file
+            except Exception as exc:
+                # A bug or a full disk here must not end delivery for good: log it and go round again.
+                self._error("pump", f"MQTT publisher: error in the outbox pump: {exc!r}", exc_info=True)
                 time.sleep(0.5)
 
     def _settle(self, acks: list[tuple[int, ReasonCode | None]]) -> None:
@@ -687,7 +761,12 @@ class AlertPublisher:
                 )
             delivered.append(row.id)
         if delivered:
-            removed = self._outbox.mark_delivered(delivered)
+            try:
+                removed = self._outbox.mark_delivered(delivered)
+            except OutboxError as exc:
+                # Kept aside by the outbox, never sent again by this process; deleted once there is room.
+                self._error("settle", str(exc))
+                removed = 0
             self._metrics.delivered.inc(removed)
             with self._cond:
                 self._cond.notify_all()
@@ -729,6 +808,8 @@ class AlertPublisher:
         with self._status_lock:
             for topic, payload in self._statuses.items():
                 client.publish(topic, payload, qos=1, retain=True)
+        self._alarms.send_all(self._alarm_sender(client))
+        self.heartbeat()  # at once: the retained heartbeat left by a dead run would say "stale"
         self._snapshot_mids.clear()
         with self._cond:
             # Snapshots are QoS 0: one queued when the link dropped may never have left.
@@ -754,13 +835,15 @@ class AlertPublisher:
             client = self._client
         client.loop_start()
 
-    def _publish_unbuffered(self, topic: str, payload: bytes, event: SafetyEvent, exc: OutboxError) -> None:
+    def _publish_unbuffered(
+        self, topic: str, payload: bytes, message: EventMessage, exc: OutboxError
+    ) -> None:
         self._metrics.unbuffered.inc()
         self._count("outbox_write_failures")
-        log.error(
-            "%s; event %s is sent without the outbox and is lost if the edge restarts first",
-            exc,
-            event.event_id,
+        self._error(
+            "unbuffered",
+            f"{exc}; event {message.event_id} is sent without the outbox and is lost if the edge restarts "
+            "first",
         )
         _, client = self._link()
         client.publish(topic, payload, qos=1)  # paho keeps it until acknowledged, in memory only
@@ -769,11 +852,13 @@ class AlertPublisher:
 
     def _run_control(self) -> None:
         assert self._control is not None
-        while (request := self._control_queue.get()) is not None:
+        while (item := self._control_queue.get()) is not None:
+            request, command = item
             try:
-                outcome = self._control.handle(request)
+                outcome = self._control.run(command, request)
                 self._metrics.control.labels(outcome.result).inc()
-                self._reply(request, outcome.reply.model_dump_json().encode())
+                if outcome.reply is not None:
+                    self._reply(request, outcome.reply.model_dump_json().encode())
             except Exception:
                 log.exception("MQTT control: unexpected error while handling a command")
 
@@ -784,15 +869,14 @@ class AlertPublisher:
             if request.correlation_data is not None:
                 properties.CorrelationData = request.correlation_data
         _, client = self._link()
-        default = self._topics.control_reply(self._edge)
-        topic = request.response_topic or default
-        try:
-            client.publish(topic, payload, qos=1, properties=properties)
-        except ValueError:
+        topic = reply_topic(self._topics.control_reply(self._edge), request)
+        if request.response_topic is not None and request.response_topic != topic:
+            self._count("control_reply_topic_replaced")
             self._warn(
-                "reply", f"control reply: response topic {topic!r} is not valid; replying on {default}"
+                "reply",
+                f"control reply: response topic {request.response_topic!r} ignored; replying on {topic}",
             )
-            client.publish(default, payload, qos=1, properties=properties)
+        client.publish(topic, payload, qos=1, properties=properties)
 
     def _run_heartbeat(self) -> None:
         interval = self._config.heartbeat_s
@@ -836,6 +920,18 @@ class AlertPublisher:
         self.last_error = message
         # The same failure on every retry would flood the log: say it once, then at debug level.
         (log.debug if repeated else log.error)(message)
+
+    def _error(self, key: str, message: str, *, exc_info: bool = False) -> None:
+        """Log an error at most once per interval per key, with how many were not logged in between."""
+        now = time.monotonic()
+        with self._count_lock:
+            self._error_counts[key] += 1
+            if now - self._last_error_log.get(key, -_WARN_EVERY_S) < _WARN_EVERY_S:
+                return
+            self._last_error_log[key] = now
+            repeats = self._error_counts.pop(key) - 1
+        more = f" ({repeats} more like it since the last report)" if repeats else ""
+        log.error("%s%s", message, more, exc_info=exc_info)
 
     def _warn(self, key: str, message: str) -> None:
         now = time.monotonic()

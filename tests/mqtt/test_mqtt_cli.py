@@ -43,7 +43,7 @@ def test_tail_prints_one_line_per_event_status_and_alarm(mosquitto: Mosquitto, t
     reader = threading.Thread(
         target=tail,
         args=(reader_config, "test-site", Console(file=out, width=200, color_system=None)),
-        kwargs={"count": 5, "seconds": 20, "connected": subscribed.set},
+        kwargs={"count": 6, "seconds": 20, "connected": subscribed.set},
     )
     reader.start()
     assert subscribed.wait(10)
@@ -54,7 +54,7 @@ def test_tail_prints_one_line_per_event_status_and_alarm(mosquitto: Mosquitto, t
     reader.join(20)
     pub.stop()
     lines = out.getvalue().splitlines()
-    assert len(lines) == 5, lines  # the retained `online` plus the four messages above
+    assert len(lines) == 6, lines  # the retained `online` and heartbeat plus the four messages above
     text = out.getvalue()
     assert "EDGE   test-site/edge-1 online" in text
     assert "START  zone_entry test-site/gate zone=crane track=7 conf=0.87" in text
@@ -72,17 +72,18 @@ def test_tail_json_lines_and_the_retained_state(
     pub.publish_camera_status("gate", "online")
     pub.publish_event(make_event())
     assert pub.wait_delivered(10)
-    pub.stop()  # leaves `offline`, the status and the snapshot retained
-    args = ["alerts", "tail", "--port", str(mosquitto.port), "--username", OPS_USER, "--json", "--count", "3"]
+    pub.stop()  # leaves `offline`, the status, the snapshot and the last heartbeat retained
+    args = ["alerts", "tail", "--port", str(mosquitto.port), "--username", OPS_USER, "--json", "--count", "4"]
     result = CliRunner().invoke(app, args, env={"SITESENTRY_MQTT_PASSWORD": OPS_PASSWORD})
     assert result.exit_code == 0, result.output
     records = sorted((json.loads(line) for line in result.output.splitlines()), key=lambda r: r["kind"])
     assert [(r["kind"], r["retained"]) for r in records] == [
         ("camera_status", True),
         ("edge_status", True),
+        ("heartbeat", True),
         ("snapshot", True),
     ]
-    assert records[2]["payload"] == {"jpeg_bytes": 2048}
+    assert records[3]["payload"] == {"jpeg_bytes": 2048}
     assert records[1]["payload"]["state"] == "offline"
 
 

@@ -10,7 +10,15 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from mqtt_fixtures import Collector, Mosquitto, control_properties, make_event, schema_errors, site
+from mqtt_fixtures import (
+    Collector,
+    Mosquitto,
+    Received,
+    control_properties,
+    make_event,
+    schema_errors,
+    site,
+)
 
 from edge.dataflow import Rule
 from edge.mqtt import AlertPublisher, ControlCommand, ControlResult, ModelInfo
@@ -18,6 +26,7 @@ from edge.mqtt.control import ControlHandler, ControlRequest
 
 CONTROL = "sitesentry/test-site/edges/edge-1/control"
 DEFAULT_REPLY = "sitesentry/test-site/edges/edge-1/control/reply"
+OWN_REPLY = DEFAULT_REPLY + "/ops-console"  # the only response topic ops-console's replies go to
 
 
 @dataclass
@@ -56,21 +65,33 @@ class Rig:
         info.wait_for_publish(5)
 
     def replies(self, n: int) -> list[dict[str, object]]:
-        assert self.ops.wait_for(
-            lambda ms: len([m for m in ms if "/replies/" in m.topic or m.topic == DEFAULT_REPLY]) >= n
-        )
-        return [m.json() for m in self.ops.messages if "/replies/" in m.topic or m.topic == DEFAULT_REPLY]
+        assert self.ops.wait_for(lambda ms: len([m for m in ms if is_reply(m.topic)]) >= n)
+        return [m.json() for m in self.ops.messages if is_reply(m.topic)]
+
+
+def is_answer(message: Received, request_id: str) -> bool:
+    """The reply to one request on ops-console's own reply topic."""
+    return message.topic == OWN_REPLY and message.json()["request_id"] == request_id
+
+
+def is_reply(topic: str) -> bool:
+    """A control reply, on the fixed topic or a sender's own one (or anywhere a bug might send it)."""
+    return topic.startswith(DEFAULT_REPLY) or topic.startswith("ops/")
 
 
 @pytest.fixture
 def rig(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Rig]:
     app = App()
-    config = mosquitto.config(outbox=tmp_path / "o.sqlite3", control_clients=["ops-console"])
+    config = mosquitto.config(
+        outbox=tmp_path / "o.sqlite3", control_clients=["ops-console"], control_max_bytes=4096
+    )
     pub = AlertPublisher(config, site(), ModelInfo("ppe", "1"), on_control=app)
     pub.start()
     assert pub.wait_connected(10)
     ops = Collector(
-        "127.0.0.1", mosquitto.port, ["ops/replies/#", DEFAULT_REPLY, "sitesentry/+/cameras/+/events"]
+        "127.0.0.1",
+        mosquitto.port,
+        ["ops/#", DEFAULT_REPLY, DEFAULT_REPLY + "/#", "sitesentry/+/cameras/+/events"],
     ).start()
     yield Rig(app, pub, ops)
     pub.stop()
@@ -79,9 +100,7 @@ def rig(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Rig]:
 
 def wait_subscribed(rig: Rig) -> None:
     """The edge subscribes to its control topic on connect; one command proves it is listening."""
-    rig.send(
-        json.dumps({"request_id": "ping", "action": "enable", "camera": "gate"}), response="ops/replies/ping"
-    )
+    rig.send(json.dumps({"request_id": "ping", "action": "enable", "camera": "gate"}), response=OWN_REPLY)
     rig.replies(1)
     rig.ops.messages.clear()
     rig.app.received.clear()
@@ -91,13 +110,13 @@ def test_an_authorised_command_runs_and_is_answered_on_its_response_topic(rig: R
     wait_subscribed(rig)
     rig.send(
         json.dumps({"request_id": "r-17", "action": "disable", "rule": "no_vest"}),
-        response="ops/replies/console-1",
+        response=OWN_REPLY,
         correlation=b"\x01corr",
     )
     [reply] = rig.replies(1)
     assert rig.app.received == [ControlCommand(request_id="r-17", action="disable", rule=Rule.NO_VEST)]
     message = rig.ops.messages[0]
-    assert message.topic == "ops/replies/console-1"
+    assert message.topic == OWN_REPLY
     assert message.properties.CorrelationData == b"\x01corr"
     assert (reply["request_id"], reply["status"], reply["message"]) == ("r-17", "ok", "disabled")
     assert schema_errors("control-reply", message.payload) == []
@@ -111,16 +130,30 @@ def test_without_a_response_topic_the_reply_goes_to_the_fixed_reply_topic(rig: R
     assert (reply["status"], reply["message"]) == ("error", "no camera dock")
 
 
-def test_commands_from_unlisted_or_anonymous_clients_are_refused(rig: Rig) -> None:
+def test_commands_from_unlisted_or_anonymous_clients_are_refused_without_a_reply(rig: Rig) -> None:
     wait_subscribed(rig)
     command = json.dumps({"request_id": "r-3", "action": "disable", "camera": "gate"})
     rig.send(command, sender="intruder", response="ops/replies/x")
-    rig.send(command, sender=None, response="ops/replies/y")
-    replies = rig.replies(2)
-    assert rig.app.received == []
-    assert [r["status"] for r in replies] == ["error", "error"]
-    assert "'intruder' may not send control commands" in str(replies[0]["message"])
-    assert rig.pub.stats()["control"]["unauthorised"] == 2
+    rig.send(command, sender=None, response=DEFAULT_REPLY + "/intruder")
+    rig.send(command, sender="intruder")
+    # A good command after them: once its reply is in, the strangers' would have been too.
+    rig.send(json.dumps({"request_id": "r-ok", "action": "enable", "camera": "gate"}), response=OWN_REPLY)
+    [reply] = rig.replies(1)
+    assert reply["request_id"] == "r-ok"
+    assert [c.request_id for c in rig.app.received] == ["r-ok"]
+    assert rig.pub.stats()["control"]["unauthorised"] == 3
+
+
+def test_replies_never_go_where_the_sender_points_but_to_its_own_reply_topic(rig: Rig) -> None:
+    wait_subscribed(rig)
+    events = "sitesentry/test-site/cameras/gate/events"
+    for n, target in enumerate([events, "sitesentry/test-site/alarms/zones/crane", "ops/replies/other"]):
+        rig.send(json.dumps({"request_id": f"r-{n}", "action": "enable", "camera": "gate"}), response=target)
+    rig.send(b"not json", response=events)
+    replies = rig.replies(4)
+    assert {m.topic for m in rig.ops.messages if is_reply(m.topic)} == {OWN_REPLY}
+    assert [r["request_id"] for r in replies] == ["r-0", "r-1", "r-2", None]
+    assert not [m for m in rig.ops.messages if m.topic == events]
 
 
 def test_malformed_control_messages_are_rejected_counted_and_the_edge_keeps_working(rig: Rig) -> None:
@@ -137,8 +170,8 @@ def test_malformed_control_messages_are_rejected_counted_and_the_edge_keeps_work
         json.dumps({"request_id": "r-9", "action": "enable", "camera": "gate", "pad": "x" * 10_000}).encode(),
         b"[" * 3000,  # nesting deep enough to blow the JSON parser's recursion limit
     ]
-    for n, payload in enumerate(bad):
-        rig.send(payload, response=f"ops/replies/{n}")
+    for payload in bad:
+        rig.send(payload, response=OWN_REPLY)
     replies = rig.replies(len(bad))
     assert rig.app.received == []
     assert all(r["status"] == "error" for r in replies)
@@ -148,10 +181,8 @@ def test_malformed_control_messages_are_rejected_counted_and_the_edge_keeps_work
     # Still alive: events flow and a good command works.
     rig.pub.publish_event(make_event())
     assert rig.pub.wait_delivered(10)
-    rig.send(
-        json.dumps({"request_id": "r-10", "action": "enable", "rule": "no_vest"}), response="ops/replies/ok"
-    )
-    assert rig.ops.wait_for(lambda ms: any(m.topic == "ops/replies/ok" for m in ms))
+    rig.send(json.dumps({"request_id": "r-10", "action": "enable", "rule": "no_vest"}), response=OWN_REPLY)
+    assert rig.ops.wait_for(lambda ms: any(is_answer(m, "r-10") for m in ms))
     assert rig.ops.wait_for(lambda ms: any(m.topic.endswith("/events") for m in ms))
 
 
@@ -160,7 +191,7 @@ def test_a_failing_command_handler_becomes_an_error_reply(rig: Rig) -> None:
     rig.app.fail = True
     rig.send(
         json.dumps({"request_id": "r-11", "action": "disable", "rule": "zone_entry"}),
-        response="ops/replies/f",
+        response=OWN_REPLY,
     )
     [reply] = rig.replies(1)
     assert (reply["status"], reply["message"]) == ("error", "command failed: rule engine is restarting")
@@ -183,7 +214,8 @@ def test_control_needs_mqtt5_to_know_the_sender() -> None:
     )
     payload = json.dumps({"request_id": "r", "action": "enable", "camera": "gate"}).encode()
     outcome = handler.handle(ControlRequest(payload, "ops", None, None, mqtt5=False))
-    assert (outcome.result, outcome.reply.status, outcome.reply.request_id) == ("unsupported", "error", "r")
+    # Over MQTT 3.1.1 the sender cannot be told from a stranger, so it gets no answer either.
+    assert (outcome.result, outcome.reply) == ("unsupported", None)
     assert not called.is_set()
 
 

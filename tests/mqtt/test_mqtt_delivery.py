@@ -116,10 +116,14 @@ def test_events_in_the_outbox_survive_sigkill_of_the_edge_process(
     mosquitto.start()
     sub = Collector("127.0.0.1", mosquitto.port, ["sitesentry/test-site/cameras/+/events"]).start()
     restarted = start_child("--port", port, "--outbox", outbox, "--drain")
-    assert read_line(restarted, "WRITTEN") == "WRITTEN 30"
+    # The 30 STARTs, then an END for each: the events were open when the edge died.
+    assert read_line(restarted, "WRITTEN") == "WRITTEN 60"
     assert read_line(restarted, "D") == "DRAINED"
     assert restarted.wait(10) == 0
-    assert sub.wait_for(lambda ms: len({m.json()["event_id"] for m in ms}) >= 30)
+    assert sub.wait_for(lambda ms: len([m for m in ms if m.json()["type"] == "end"]) >= 30)
+    ends = [m.json() for m in sub.messages if m.json()["type"] == "end"]
+    assert {e["end_reason"] for e in ends} == {"edge_restarted"}
+    assert {e["event_id"] for e in ends} == {str(event_id(n)) for n in range(30)}
     assert first_seen_order(sub, "gate") == [str(event_id(n)) for n in range(30) if n % 2 == 0]
     assert first_seen_order(sub, "yard") == [str(event_id(n)) for n in range(30) if n % 2 == 1]
     sub.stop()

@@ -186,9 +186,7 @@ def test_the_documented_acl_keeps_control_to_ops_and_lets_the_edge_publish(tmp_p
         received.append(command)
         return ControlResult(True, "done")
 
-    ops = Collector(
-        "127.0.0.1", broker.port, ["sitesentry/#", "replies/#"], username="ops", password="pw-ops"
-    )
+    ops = Collector("127.0.0.1", broker.port, ["sitesentry/#"], username="ops", password="pw-ops")
     siren = Collector("127.0.0.1", broker.port, ["sitesentry/#"], username="siren", password="pw-siren")
     config = broker.config(
         username="edge-1",
@@ -218,9 +216,10 @@ def test_the_documented_acl_keeps_control_to_ops_and_lets_the_edge_publish(tmp_p
         assert publish_as(
             broker.port, "ops", "pw-ops", "sitesentry/test-site/cameras/gate/events", b"{}"
         ) == ("Not authorized")
-        props = control_properties("ops-console", "replies/ops-console", None)
+        own_reply = f"{control}/reply/ops-console"
+        props = control_properties("ops-console", own_reply, None)
         ops.client.publish(control, command, qos=1, properties=props).wait_for_publish(5)
-        assert ops.wait_for(lambda ms: any(m.topic == "replies/ops-console" for m in ms))
+        assert ops.wait_for(lambda ms: any(m.topic == own_reply for m in ms))
         assert [c.request_id for c in received] == ["r-1"]
         assert pub.stats().get("refused", 0) == 0
     finally:

@@ -1,4 +1,5 @@
-"""The local alarm hook on the edge box: run a command or play a sound when a violation starts."""
+"""The local alarm hook on the edge box: run a command or play a sound when a violation starts, and an
+`off_command` when the last open alarm of a zone (or camera) ends."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 PLACEHOLDERS = ("rule", "camera", "zone", "event_id", "site")
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _PLAYERS = ("paplay", "aplay")  # PulseAudio/PipeWire first, then bare ALSA
+_MAX_ON_JOBS = 8  # alarms waiting for the worker; more are dropped (counted), offs never are
 
 
 class AlarmHookError(ValueError):
@@ -41,6 +44,12 @@ class AlarmHookConfig(BaseModel):
     sound_file: Path | None = Field(
         None, description="WAV file played with paplay or aplay, whichever is installed."
     )
+    off_command: list[str] | None = Field(
+        None,
+        description="Program and arguments run when the last open alarm of a zone (or camera) ends, also "
+        "for alarms a crash left open (closed on the next start); never rate-limited nor dropped. Same "
+        "placeholders as `command`.",
+    )
     rules: list[Rule] = Field(default_factory=lambda: list(Rule), description="Rules that set the alarm off.")
     min_interval_s: float = Field(
         10.0, ge=0, description="Per zone (or camera, for PPE rules): the hook fires at most this often."
@@ -49,7 +58,7 @@ class AlarmHookConfig(BaseModel):
         30.0, gt=0, description="A command or sound still running after this is stopped."
     )
 
-    @field_validator("command")
+    @field_validator("command", "off_command")
     @classmethod
     def _known_placeholders(cls, value: list[str] | None) -> list[str] | None:
         if value is not None:
@@ -86,35 +95,60 @@ class AlarmHook:
             self._player = [found, str(config.sound_file)]
         if config.command is not None and which(config.command[0]) is None:
             raise AlarmHookError(f"alarms.command: program {config.command[0]!r} not found")
+        if config.off_command is not None and which(config.off_command[0]) is None:
+            raise AlarmHookError(f"alarms.off_command: program {config.off_command[0]!r} not found")
         self.counts: Counter[str] = Counter()
         self._last_fired: dict[str, float] = {}
-        self._jobs: queue.Queue[list[list[str]] | None] = queue.Queue(maxsize=8)
+        self._open: dict[str, set[uuid.UUID]] = {}  # alarm (event) ids open per zone or camera key
+        # Unbounded, but at most _MAX_ON_JOBS alarms wait: an off is never dropped (a siren left on is
+        # worse than a late one).
+        self._jobs: queue.Queue[tuple[bool, list[list[str]]] | None] = queue.Queue()
+        self._on_jobs = 0
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
 
     def trigger(self, event: SafetyEvent) -> bool:
-        """Set the alarm off for a starting violation unless rate-limited; return whether it was queued."""
-        if event.phase is not Phase.START or event.rule not in self.config.rules:
+        """Set the alarm off for a starting violation unless rate-limited, or run `off_command` when the
+        last open alarm of its zone (or camera) ends; return whether a job was queued."""
+        if event.rule not in self.config.rules or event.phase is Phase.UPDATE:
             return False
         key = f"zone:{event.camera_id}/{event.zone}" if event.zone else f"camera:{event.camera_id}"
+        if event.phase is Phase.END:
+            return self._release(key, event)
         now = time.monotonic()
         with self._lock:
+            self._open.setdefault(key, set()).add(event.event_id)
             last = self._last_fired.get(key)
             if last is not None and now - last < self.config.min_interval_s:
                 self.counts["suppressed"] += 1
                 return False
+            if self._on_jobs >= _MAX_ON_JOBS:
+                self.counts["dropped"] += 1
+                log.warning(
+                    "alarm hook busy: alarm for event %s on %s dropped", event.event_id, event.camera_id
+                )
+                return False
             self._last_fired[key] = now
+            self._on_jobs += 1
             self._ensure_worker()
-        try:
-            self._jobs.put_nowait(self._commands(event))
-        except queue.Full:
-            self.counts["dropped"] += 1
-            log.warning("alarm hook busy: alarm for event %s on %s dropped", event.event_id, event.camera_id)
-            return False
+        self._jobs.put((True, self._commands(event, self.config.command, sound=True)))
         self.counts["queued"] += 1
         return True
 
-    def _commands(self, event: SafetyEvent) -> list[list[str]]:
+    def _release(self, key: str, event: SafetyEvent) -> bool:
+        with self._lock:
+            still_open = self._open.get(key, set())
+            still_open.discard(event.event_id)
+            if still_open or self.config.off_command is None:
+                return False
+            self._open.pop(key, None)
+            self._ensure_worker()
+        # Also for an end this run never saw start (closed after a crash): switching off twice is harmless.
+        self._jobs.put((False, self._commands(event, self.config.off_command, sound=False)))
+        self.counts["off_queued"] += 1
+        return True
+
+    def _commands(self, event: SafetyEvent, command: list[str] | None, *, sound: bool) -> list[list[str]]:
         values = {
             "rule": str(event.rule),
             "camera": event.camera_id,
@@ -123,9 +157,9 @@ class AlarmHook:
             "site": event.site_id,
         }
         commands = []
-        if self.config.command is not None:
-            commands.append([_PLACEHOLDER.sub(lambda m: values[m[1]], arg) for arg in self.config.command])
-        if self._player is not None:
+        if command is not None:
+            commands.append([_PLACEHOLDER.sub(lambda m: values[m[1]], arg) for arg in command])
+        if sound and self._player is not None:
             commands.append(list(self._player))
         return commands
 
@@ -135,7 +169,11 @@ class AlarmHook:
             self._worker.start()
 
     def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
+        while (item := self._jobs.get()) is not None:
+            is_on, job = item
+            if is_on:
+                with self._lock:
+                    self._on_jobs -= 1
             processes = []
             for argv in job:
                 try:

@@ -34,6 +34,10 @@ QUIET_GRACE_S = 2.0  # a camera silent this long past a clip's end gets its clip
 DEFAULT_CLIP_FPS = 5.0  # used only when a clip has a single frame, so no rate can be observed
 
 ClipCallback = Callable[[SafetyEvent, EvidenceRef], None]
+#: Told, per event, the path of a clip that was announced in its START but could not be written.
+ClipFailedCallback = Callable[[SafetyEvent, str], None]
+#: Told the evidence disk is full, so space can be freed at once (the retention sweeper's `poke`).
+DiskFullCallback = Callable[[], None]
 
 # errno -> the `reason` label of the failure counter; anything else is "os_error".
 _REASONS = {
@@ -162,12 +166,16 @@ class EvidenceRecorder:
         registry: CollectorRegistry | None = None,
         on_clip_ready: ClipCallback | None = None,
         clock: Callable[[], float] = time.time,
+        on_clip_failed: ClipFailedCallback | None = None,
+        on_disk_full: DiskFullCallback | None = None,
     ) -> None:
         self._config = config
         self._folder = Path(config.folder)
         self._zones = zones
         self._tz = tz
         self._on_clip_ready = on_clip_ready
+        self._on_clip_failed = on_clip_failed
+        self._on_disk_full = on_disk_full
         self._clock = clock
         self._lock = threading.Lock()
         self._buffers: dict[str, deque[FrameResult]] = {}
@@ -465,6 +473,12 @@ class EvidenceRecorder:
             if not isinstance(exc, OSError):
                 log.exception("unexpected error writing clip %s", job.relpath)
             self._failed("clip", exc)
+            if self._on_clip_failed is not None:
+                for event in job.events:  # each named the clip in its START: each gets it retracted
+                    try:
+                        self._on_clip_failed(event, job.relpath)
+                    except Exception:
+                        log.exception("on_clip_failed failed for %s (event %s)", job.relpath, event.event_id)
             return
         with self._lock:
             job.done = True
@@ -535,6 +549,8 @@ class EvidenceRecorder:
     def _failed(self, kind: str, exc: BaseException) -> None:
         reason = failure_reason(exc)
         self._failures.labels(kind, reason).inc()
+        if reason == "disk_full" and self._on_disk_full is not None:
+            self._on_disk_full()
         key = (kind, reason)
         now = self._clock()
         with self._log_lock:

@@ -11,7 +11,7 @@ from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -20,6 +20,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 log = logging.getLogger(__name__)
 
 GB = 1_000_000_000  # min_free_gb is in SI gigabytes, as disk vendors and `df -H` count them
+#: Between full sweeps the free space is checked this often (one statvfs), so a filling disk is answered
+#: within seconds rather than at the next sweep.
+FREE_CHECK_S = 5.0
 EVIDENCE_SUFFIXES = (".jpg", ".mp4")
 PARTIAL_MARK = ".part."  # files still being written by the recorder
 PARTIAL_STALE_S = 3600.0  # a partial file this old belongs to a crashed writer
@@ -66,6 +69,7 @@ class RetentionSweeper:
         self._clock = clock
         self._disk_usage = disk_usage
         self._stop = threading.Event()
+        self._poked = threading.Event()
         self._thread: threading.Thread | None = None
         registry = registry if registry is not None else CollectorRegistry()
         self._deleted = Counter(
@@ -179,7 +183,8 @@ class RetentionSweeper:
     def _remove_empty_days(self, now: float) -> None:
         # Recent days are left even when empty: the evidence writer may have just created one and be
         # about to write into it (the site's date can run a day ahead of or behind UTC).
-        recent = (datetime.fromtimestamp(now, UTC).date() - timedelta(days=2)).isoformat()
+        today = datetime.fromtimestamp(now, timezone.utc).date()  # noqa: UP017 (the edge runs on 3.10 too)
+        recent = (today - timedelta(days=2)).isoformat()
         for day in self._folder.glob("*/*"):
             if _DATE_DIR.match(day.name) and day.name < recent and day.is_dir() and not any(day.iterdir()):
                 try:
@@ -187,8 +192,18 @@ class RetentionSweeper:
                 except OSError:  # a clip started writing there meanwhile
                     pass
 
+    def poke(self) -> None:
+        """Ask for a sweep now (a write just failed for lack of space); returns at once."""
+        self._poked.set()
+
+    def low_on_space(self) -> bool:
+        """Tell whether the evidence disk is below its free-space floor now (one statvfs)."""
+        free = self._free()
+        return free is not None and free < self._min_free
+
     def start(self, interval_s: float = 600.0) -> None:
-        """Sweep now and then every interval_s seconds on a background thread."""
+        """Sweep now and then every interval_s seconds on a background thread, and at once whenever the
+        disk falls below its free-space floor (checked every few seconds) or `poke` is called."""
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
@@ -200,14 +215,20 @@ class RetentionSweeper:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the background thread."""
         self._stop.set()
+        self._poked.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
 
     def _loop(self, interval_s: float) -> None:
+        next_sweep = 0.0
         while not self._stop.is_set():
-            try:
-                self.sweep()
-            except Exception:  # one bad sweep must not end retention for good
-                log.exception("evidence retention sweep failed")
-            self._stop.wait(interval_s)
+            now = time.monotonic()
+            if now >= next_sweep or self._poked.is_set() or self.low_on_space():
+                self._poked.clear()
+                try:
+                    self.sweep()
+                except Exception:  # one bad sweep must not end retention for good
+                    log.exception("evidence retention sweep failed")
+                next_sweep = time.monotonic() + interval_s
+            self._poked.wait(min(FREE_CHECK_S, max(0.0, next_sweep - time.monotonic())))

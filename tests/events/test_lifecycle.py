@@ -96,3 +96,30 @@ def test_close_all_ends_every_open_event():
     run(life, [(0.0, [violation(1), violation(2, box=(500, 0, 600, 300), rule=Rule.NO_VEST)])])
     ended = life.close_all(1.0, SIZE)
     assert {e.phase for e in ended} == {Phase.END} and len(ended) == 2 and life.active_count == 0
+
+
+def test_flood_control_counts_by_rule_and_never_holds_back_a_danger_zone_entry():
+    life = make(debounce_s=0, max_new_events_per_min=2)
+    frames = []
+    for t in range(6):  # a camera cut: six bare heads, then six people in the crane zone, all new tracks
+        box = (t * 30, 0, t * 30 + 20, 100)
+        frames.append((float(t), [violation(100 + t, box=box)]))
+    for t in range(6):
+        box = (t * 30, 200, t * 30 + 20, 300)
+        frames.append((6.0 + t, [Violation("cam1", 200 + t, Rule.ZONE_ENTRY, "crane", 0.8, box)]))
+    events = run(life, frames)
+    starts = [e for e in events if e.phase is Phase.START]
+    assert [e.rule for e in starts].count(Rule.NO_HELMET) == 2
+    assert [e.rule for e in starts].count(Rule.ZONE_ENTRY) == 6  # every zone entry alerts
+    assert life.stats.suppressed_rate_by_rule == {Rule.NO_HELMET: 4}
+
+
+def test_ends_say_why_they_ended():
+    life = make(debounce_s=0, end_after_s=1.0)
+    events = run(life, [(0.0, [violation(1)]), (2.0, [violation(2, box=(500, 0, 600, 300))])])
+    assert [(e.track_id, e.phase, e.end_reason) for e in events] == [
+        (1, Phase.START, None),
+        (2, Phase.START, None),
+        (1, Phase.END, "cleared"),
+    ]
+    assert [e.end_reason for e in life.close_all(3.0, SIZE)] == ["stopped"]

@@ -127,3 +127,38 @@ def test_an_empty_folder_of_a_recent_day_is_left_for_the_writer(tmp_path: Path) 
 
 def test_missing_folder_sweeps_nothing(tmp_path: Path) -> None:
     assert RetentionSweeper(tmp_path / "absent", 30, 1.0).sweep() == SweepReport()
+
+
+def test_a_disk_falling_below_its_floor_is_swept_within_seconds_not_at_the_next_sweep(tmp_path: Path) -> None:
+    now = time.time()
+    disk = SmallDisk(tmp_path, capacity=10_000)
+    sweeper = RetentionSweeper(tmp_path, retention_days=30, min_free_gb=4_000 / GB, disk_usage=disk)
+    sweeper.start(interval_s=3600)  # the periodic sweep will not come again during this test
+    try:
+        time.sleep(0.2)
+        old = evidence_file(tmp_path, "gate/2025-06-01/old.mp4", 4_000, 3600, now)
+        evidence_file(tmp_path, "gate/2025-06-02/new.mp4", 3_000, 60, now)  # 3,000 bytes free: too few
+        deadline = time.monotonic() + 15
+        while old.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not old.exists(), "the low-disk check did not sweep"
+        assert (tmp_path / "gate/2025-06-02/new.mp4").exists()
+    finally:
+        sweeper.stop()
+
+
+def test_poke_sweeps_at_once(tmp_path: Path) -> None:
+    now = time.time()
+    sweeper = RetentionSweeper(tmp_path, retention_days=1, min_free_gb=0)
+    sweeper.start(interval_s=3600)
+    try:
+        time.sleep(0.2)
+        expired = evidence_file(tmp_path, "gate/2024-06-01/a.jpg", 10, 2 * DAY, now)
+        evidence_file(tmp_path, "gate/2024-06-01/keep.txt", 10, 0, now)
+        sweeper.poke()
+        deadline = time.monotonic() + 3
+        while expired.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not expired.exists()
+    finally:
+        sweeper.stop()

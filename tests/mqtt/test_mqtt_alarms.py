@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,25 @@ def test_bad_hook_settings_fail_with_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "s.wav").write_bytes(b"RIFF")
     with pytest.raises(AlarmHookError, match="neither paplay nor aplay is installed"):
         AlarmHook(AlarmHookConfig(sound_file=tmp_path / "s.wav"), which=lambda name: None)
+
+
+def test_off_command_runs_when_the_last_alarm_of_a_zone_ends_and_is_never_rate_limited(
+    tmp_path: Path,
+) -> None:
+    log_file = tmp_path / "log"
+    record = ["/bin/sh", "-c", f'echo "$0 $1" >> {log_file}']
+    hook = AlarmHook(
+        AlarmHookConfig(
+            command=[*record, "on", "{zone}"], off_command=[*record, "off", "{zone}"], min_interval_s=60
+        )
+    )
+    first, second = uuid.uuid4(), uuid.uuid4()
+    crane = {"zone": "crane", "rule": Rule.ZONE_ENTRY}
+    assert hook.trigger(make_event(event_id=first, **crane))
+    assert not hook.trigger(make_event(event_id=second, **crane))  # rate-limited, but still open
+    assert not hook.trigger(make_event(event_id=first, phase=Phase.END, **crane))  # the second is open
+    assert hook.trigger(make_event(event_id=second, phase=Phase.END, **crane))
+    # An end this run never saw start (closed after a crash) still switches the siren off.
+    assert hook.trigger(make_event(phase=Phase.END, zone="pit", rule=Rule.ZONE_ENTRY))
+    hook.close()
+    assert log_file.read_text().splitlines() == ["on crane", "off crane", "off pit"]

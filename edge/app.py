@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from edge.config.models import CameraConfig, SiteConfig
+from edge.config.models import CameraConfig, SiteConfig, ZoneConfig
 from edge.dataflow import Detections, EvidenceRef, Frame, FrameResult, Phase, Rule, SafetyEvent
 from edge.detections import create_detector
 from edge.detections.base import Detector
@@ -97,9 +97,11 @@ class EdgeApp:
         self._evidence_lock = threading.Lock()
         self._evidence_refs: OrderedDict[UUID, tuple[EvidenceRef, ...]] = OrderedDict()
         self._ended: OrderedDict[UUID, SafetyEvent] = OrderedDict()  # for clips that finish after the end
+        # Zones drawn on evidence, per camera; the zone editor replaces entries while the app runs.
+        self._drawn_zones: dict[str, list[ZoneConfig]] = {c.id: c.zones for c in config.cameras}
         self.evidence = EvidenceRecorder(
             config.evidence,
-            zones={c.id: c.zones for c in config.cameras},
+            zones=self._drawn_zones,
             tz=self.tz,
             registry=self.registry,
             on_clip_ready=self._clip_ready,
@@ -230,6 +232,20 @@ class EdgeApp:
         self._camera_status(
             camera_id, CameraStatus.DISABLED if not enabled else runtime.reader.status, "by control"
         )
+
+    def camera_zones(self) -> dict[str, list[ZoneConfig]]:
+        """Return the zones each running camera applies now."""
+        with self._lock:
+            return {cid: list(r.config.zones) for cid, r in self.cameras.items()}
+
+    def set_zones(self, camera_id: str, zones: list[ZoneConfig]) -> None:
+        """Replace a camera's zones from the next frame on, without a restart (zone editor, `set_zones`)."""
+        runtime = self._camera(camera_id)
+        with self._lock:  # between two frames of this camera, never in the middle of one
+            runtime.config = runtime.config.model_copy(update={"zones": list(zones)})
+            runtime.pipeline.camera = runtime.config
+            runtime.pipeline.engine.set_zones(list(zones))
+            self._drawn_zones[camera_id] = list(zones)
 
     def _camera(self, camera_id: str) -> CameraRuntime:
         if camera_id not in self.cameras:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
 
@@ -17,6 +19,7 @@ from edge.mqtt.broker import EmbeddedBroker, ensure_broker
 from edge.mqtt.control import ControlResult
 from edge.mqtt.publisher import AlertPublisher
 from edge.telemetry import serve_metrics
+from edge.violations.zone_edits import OVERRIDE_FILE, ZoneEditError, ZoneEditor, apply_overrides
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class Runtime:
     alarm_hook: AlarmHook | None
     registry: CollectorRegistry
     metrics_port: int | None = None
+    zone_editor: ZoneEditor | None = None
 
     @property
     def broker_url(self) -> str:
@@ -48,6 +52,10 @@ class Runtime:
         if broker is not None:
             log.info("no MQTT broker configured: started the embedded broker on 127.0.0.1:%d", broker.port)
         config = config.model_copy(update={"mqtt": mqtt})
+        # Danger zones set from the dashboard's zone editor, saved beside the outbox, replace the YAML's.
+        zones_path = config.mqtt.outbox.parent / OVERRIDE_FILE
+        config = apply_overrides(config, zones_path)
+        editors: dict[str, ZoneEditor] = {}
         alarm_hook = AlarmHook(config.alarms) if config.alarms is not None else None
         holder: dict[str, EdgeApp] = {}
         publisher = AlertPublisher(
@@ -55,7 +63,7 @@ class Runtime:
             config.site,
             detector.info,
             registry=registry,
-            on_control=lambda command: apply_control(holder["app"], command),
+            on_control=lambda command: apply_control(holder["app"], command, editors.get("zones")),
             alarm_hook=alarm_hook,
             stats_source=lambda: holder["app"].heartbeat_stats() if "app" in holder else {},
             evidence_folder=config.evidence.folder,
@@ -68,7 +76,16 @@ class Runtime:
             on_evidence=publisher.push_evidence,
         )
         holder["app"] = app
-        return cls(config, app, publisher, broker, alarm_hook, registry)
+        zone = ZoneInfo(config.site.timezone)
+        editors["zones"] = ZoneEditor(
+            app,
+            path=zones_path,
+            site=config.site.id,
+            edge=config.site.edge_id,
+            clock=lambda: datetime.now(zone),
+            publish=publisher.publish_camera_zones,
+        )
+        return cls(config, app, publisher, broker, alarm_hook, registry, zone_editor=editors["zones"])
 
     def start(self) -> None:
         """Start metrics, then the app (which starts alerts, evidence and cameras)."""
@@ -78,6 +95,8 @@ class Runtime:
             )
             log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, self.metrics_port)
         self.app.start()
+        if self.zone_editor is not None:
+            self.zone_editor.publish_all()  # retained: the zone editor starts from what is applied
 
     def stop(self) -> None:
         """Stop the app (ending events, flushing evidence and alerts), then the alarm hook and the broker."""
@@ -88,9 +107,17 @@ class Runtime:
             self.broker.stop()
 
 
-def apply_control(app: EdgeApp, command: ControlCommand) -> ControlResult:
-    """Carry out an authorised control command: switch a rule (on one camera or all) or a camera, or keep
-    a false alarm's frames for relabelling."""
+def apply_control(app: EdgeApp, command: ControlCommand, zones: ZoneEditor | None = None) -> ControlResult:
+    """Carry out an authorised control command: switch a rule (on one camera or all) or a camera, keep
+    a false alarm's frames for relabelling, or replace a camera's danger zones."""
+    if command.action == "set_zones":
+        assert command.camera is not None and command.zones is not None  # the payload model requires both
+        if zones is None:
+            return ControlResult(False, "zone editing is not available on this edge")
+        try:
+            return ControlResult(True, zones.apply(command.camera, command.zones).reply)
+        except ZoneEditError as exc:
+            return ControlResult(False, str(exc))
     if command.action == "false_alarm":
         assert command.event_id is not None  # the payload model requires it for this action
         if app.hard_examples is None:

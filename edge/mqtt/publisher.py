@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from contract.payloads import (
     SCHEMA_VERSION,
     CameraStatusMessage,
+    CameraZonesMessage,
     ControlCommand,
     EdgeStatusMessage,
     EventMessage,
@@ -355,6 +356,16 @@ class AlertPublisher:
         topic = self._topics.camera_status(camera_id)
         payload = message.model_dump_json().encode()
         with self._status_lock:
+            self._statuses[topic] = payload
+            connected, client = self._link()
+            if connected:
+                client.publish(topic, payload, qos=1, retain=True)
+
+    def publish_camera_zones(self, message: CameraZonesMessage) -> None:
+        """Publish the danger zones a camera applies now, retained; sent again after every reconnect."""
+        topic = self._topics.zones(message.camera)
+        payload = message.model_dump_json().encode()
+        with self._status_lock:  # kept with the statuses: the same latest-only, resent-on-connect rule
             self._statuses[topic] = payload
             connected, client = self._link()
             if connected:

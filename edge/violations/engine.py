@@ -7,7 +7,7 @@ from datetime import datetime
 
 import numpy as np
 
-from edge.config.models import CameraConfig, RulesConfig
+from edge.config.models import CameraConfig, RulesConfig, ZoneConfig
 from edge.dataflow import Detections, Frame, Rule, Track, Violation
 from edge.violations.ppe import PPEStatus, assign_ppe
 from edge.violations.schedule import is_active
@@ -34,6 +34,11 @@ class RuleEngine:
         self.rules = effective_rules(camera, site_rules)
         self.zones = [Zone(z) for z in camera.zones]
         self.disabled: set[Rule] = set()
+
+    def set_zones(self, zones: list[ZoneConfig]) -> None:
+        """Replace the zones (zone editor); people inside a zone that keeps its id keep their dwell time."""
+        timers = {zone.config.id: zone.dwell_timers for zone in self.zones}
+        self.zones = [Zone(z, timers.get(z.id, {})) for z in zones]
 
     def evaluate(
         self, frame: Frame, detections: Detections, tracks: tuple[Track, ...], now: datetime

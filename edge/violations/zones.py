@@ -28,8 +28,8 @@ class Zone:
     """One configured zone, prepared for fast point tests, with per-track dwell timers."""
 
     config: ZoneConfig
+    dwell_timers: dict[int, float] = field(default_factory=dict)  # track id -> when it entered
     polygon: Polygon = field(init=False)
-    _entered_at: dict[int, float] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.polygon = Polygon(self.config.polygon)
@@ -50,11 +50,11 @@ class Zone:
         for track, inside in zip(tracks, flags, strict=True):
             if inside:
                 present.add(track.track_id)
-                entered = self._entered_at.setdefault(track.track_id, now)
+                entered = self.dwell_timers.setdefault(track.track_id, now)
                 out.append(now - entered >= self.config.min_dwell_s)
             else:
                 out.append(False)
-        for track_id in list(self._entered_at):
+        for track_id in list(self.dwell_timers):
             if track_id not in present:
-                del self._entered_at[track_id]
+                del self.dwell_timers[track_id]
         return out

@@ -1,0 +1,779 @@
+"""Read queries the pages need beyond the backend's services: alert lists with keyset paging, the live
+wall, statistics buckets, the heat map and report figures. Reads only, always within the user's scope.
+
+Time buckets are computed in Python in the site's time zone (SQLite and PostgreSQL disagree on time zone
+arithmetic); only the columns needed are fetched, so a week of a busy site stays small.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any, Final, Literal
+
+from sqlalchemy import ColumnElement, Select, and_, func, select, tuple_
+from sqlalchemy.orm import Session
+
+from dashboard.auth.scope import Scope
+from dashboard.storage.models import (
+    Camera,
+    Edge,
+    Event,
+    EventAction,
+    EventEvidence,
+    EventMessageRow,
+    EvidenceFile,
+    User,
+)
+
+PAGE_SIZE: Final = 50
+#: The heat map's grid over a camera view (16:9 cells).
+HEAT_COLS: Final = 32
+HEAT_ROWS: Final = 18
+
+
+# ---------------------------------------------------------------------------------------------------
+# Alert rows and filters
+
+
+@dataclass
+class AlertRow:
+    """One alert as lists and cards show it."""
+
+    id: int
+    event_id: str
+    site: str
+    camera: str
+    zone: str | None
+    rule: str
+    status: str
+    started_at: datetime
+    ended_at: datetime | None
+    confidence: float
+    assignee: str | None = None
+    snapshot_id: int | None = None
+    snapshot_url: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertFilters:
+    """The filters of the alert list; every field optional."""
+
+    site: str | None = None
+    camera: str | None = None
+    zone: str | None = None
+    rule: str | None = None
+    status: str | None = None
+    since: date | None = None
+    until: date | None = None
+
+    def as_query(self) -> dict[str, str]:
+        """Return the filters as URL query parameters."""
+        out = {k: v for k, v in self.__dict__.items() if v not in (None, "") and not isinstance(v, date)}
+        if self.since:
+            out["since"] = self.since.isoformat()
+        if self.until:
+            out["until"] = self.until.isoformat()
+        return out
+
+
+@dataclass
+class AlertPage:
+    """A page of alerts and the cursors to the next (older) and previous (newer) pages."""
+
+    rows: list[AlertRow]
+    next_cursor: str | None
+    prev_cursor: str | None
+
+
+def encode_cursor(started_at: datetime, pk: int) -> str:
+    """Encode a keyset position (started_at, id) as an opaque URL-safe string."""
+    raw = f"{started_at.astimezone(UTC).isoformat()}|{pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    """Decode a cursor; None when absent or not one of ours (a tampered URL starts from the top)."""
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, pk = raw.split("|")
+        moment = datetime.fromisoformat(stamp)
+        if moment.tzinfo is None:
+            return None
+        return moment, int(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
+    """Return the start and end (exclusive) of a calendar day in the site's zone, as UTC moments."""
+    start = datetime.combine(day, time(0), tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _conditions(scope: Scope, filters: AlertFilters, zone: tzinfo) -> list[ColumnElement[bool]]:
+    """Return the WHERE terms of the scope and the filters."""
+    terms: list[ColumnElement[bool]] = [scope.filter(Event.site, Event.camera)]
+    if filters.site:
+        terms.append(Event.site == filters.site)
+    if filters.camera:
+        terms.append(Event.camera == filters.camera)
+    if filters.zone:
+        terms.append(Event.zone == filters.zone)
+    if filters.rule:
+        terms.append(Event.rule == filters.rule)
+    if filters.status:
+        terms.append(Event.status == filters.status)
+    if filters.since:
+        terms.append(Event.started_at >= day_bounds(filters.since, zone)[0])
+    if filters.until:
+        terms.append(Event.started_at < day_bounds(filters.until, zone)[1])
+    return terms
+
+
+def _rows(db: Session, query: Select[Any]) -> list[AlertRow]:
+    """Run an Event query and attach each row's snapshot and assignee."""
+    events = list(db.scalars(query))
+    if not events:
+        return []
+    pks = [e.id for e in events]
+    snapshots: dict[int, int] = {}
+    snaps = db.execute(
+        select(EventEvidence.event_pk, EvidenceFile.id)
+        .join(EvidenceFile, EvidenceFile.id == EventEvidence.evidence_id)
+        .where(
+            EventEvidence.event_pk.in_(pks),
+            EvidenceFile.kind == "snapshot",
+            EvidenceFile.stored_path.is_not(None),
+        )
+    )
+    for event_pk, evidence_id in snaps:
+        snapshots.setdefault(event_pk, evidence_id)
+    assignee_ids = {e.assignee_id for e in events if e.assignee_id is not None}
+    names: dict[int, str] = {}
+    if assignee_ids:
+        for uid, username, display in db.execute(
+            select(User.id, User.username, User.display_name).where(User.id.in_(assignee_ids))
+        ):
+            names[uid] = display or username
+    return [
+        AlertRow(
+            id=e.id,
+            event_id=e.event_id,
+            site=e.site,
+            camera=e.camera,
+            zone=e.zone,
+            rule=e.rule,
+            status=e.status,
+            started_at=e.started_at,
+            ended_at=e.ended_at,
+            confidence=e.confidence,
+            assignee=names.get(e.assignee_id) if e.assignee_id is not None else None,
+            snapshot_id=snapshots.get(e.id),
+        )
+        for e in events
+    ]
+
+
+def alert_page(
+    db: Session,
+    scope: Scope,
+    filters: AlertFilters,
+    zone: tzinfo,
+    *,
+    after: str | None = None,
+    before: str | None = None,
+    limit: int = PAGE_SIZE,
+) -> AlertPage:
+    """Return one page of alerts, newest first, by keyset: `after` walks to older rows, `before` to newer.
+
+    The position is (started_at, id), which the composite indexes of `events` cover, so a page costs the
+    same at row one million as at row one (no OFFSET).
+    """
+    terms = _conditions(scope, filters, zone)
+    key = tuple_(Event.started_at, Event.id)
+    newer = decode_cursor(before)
+    older = decode_cursor(after)
+    if newer is not None:
+        query = (
+            select(Event)
+            .where(and_(*terms), key > tuple_(newer[0], newer[1]))
+            .order_by(Event.started_at.asc(), Event.id.asc())
+            .limit(limit + 1)
+        )
+        rows = _rows(db, query)
+        more_newer = len(rows) > limit
+        rows = list(reversed(rows[:limit]))
+        return AlertPage(
+            rows=rows,
+            next_cursor=encode_cursor(rows[-1].started_at, rows[-1].id) if rows else None,
+            prev_cursor=encode_cursor(rows[0].started_at, rows[0].id) if rows and more_newer else None,
+        )
+    query = select(Event).where(and_(*terms))
+    if older is not None:
+        query = query.where(key < tuple_(older[0], older[1]))
+    query = query.order_by(Event.started_at.desc(), Event.id.desc()).limit(limit + 1)
+    rows = _rows(db, query)
+    more_older = len(rows) > limit
+    rows = rows[:limit]
+    return AlertPage(
+        rows=rows,
+        next_cursor=encode_cursor(rows[-1].started_at, rows[-1].id) if rows and more_older else None,
+        prev_cursor=encode_cursor(rows[0].started_at, rows[0].id) if rows and older is not None else None,
+    )
+
+
+def latest_alerts(db: Session, scope: Scope, site: str | None, limit: int = 30) -> list[AlertRow]:
+    """Return the newest alerts of the user's scope (one site, or all), for the live feed."""
+    return alert_page(db, scope, AlertFilters(site=site), UTC, limit=limit).rows
+
+
+def alert_row(db: Session, event_pk: int) -> AlertRow | None:
+    """Return one alert as a row (for a live card), or None."""
+    rows = _rows(db, select(Event).where(Event.id == event_pk))
+    return rows[0] if rows else None
+
+
+@dataclass
+class LiveCounts:
+    """The figures at the top of the live page."""
+
+    new: int
+    ongoing: int
+    today: int
+
+
+def live_counts(db: Session, scope: Scope, site: str | None, zone: tzinfo, now: datetime) -> LiveCounts:
+    """Count alerts not yet looked at, violations still going on, and today's alerts (site time)."""
+    base: list[ColumnElement[bool]] = [scope.filter(Event.site, Event.camera)]
+    if site:
+        base.append(Event.site == site)
+    start = day_bounds(now.astimezone(zone).date(), zone)[0]
+    # Ongoing and new are bounded to recent days: an end lost with an edge must not stay "ongoing" forever.
+    recent = now - timedelta(days=2)
+
+    def count(*terms: ColumnElement[bool]) -> int:
+        return int(db.scalar(select(func.count()).select_from(Event).where(*base, *terms)) or 0)
+
+    return LiveCounts(
+        new=count(Event.status == "new", Event.started_at >= recent),
+        ongoing=count(Event.ended_at.is_(None), Event.started_at >= recent),
+        today=count(Event.started_at >= start),
+    )
+
+
+def events_of_evidence(db: Session, site: str, path: str, limit: int = 5) -> list[int]:
+    """Return the newest events linked to the evidence file `path` of `site` (snapshots are per event)."""
+    query = (
+        select(EventEvidence.event_pk)
+        .join(EvidenceFile, EvidenceFile.id == EventEvidence.evidence_id)
+        .where(EvidenceFile.site == site, EvidenceFile.path == path, EvidenceFile.kind == "snapshot")
+        .order_by(EventEvidence.event_pk.desc())
+        .limit(limit)
+    )
+    return list(db.scalars(query))
+
+
+@dataclass
+class FilterChoices:
+    """Values offered in the alert filters: cameras and zones seen in the user's scope."""
+
+    cameras: list[str]
+    zones: list[str]
+
+
+def filter_choices(db: Session, scope: Scope, site: str | None) -> FilterChoices:
+    """Return the cameras and zones the filters offer (from the camera table, cheap at any event count)."""
+    query = select(Camera).where(scope.filter(Camera.site, Camera.camera))
+    if site:
+        query = query.where(Camera.site == site)
+    cameras = list(db.scalars(query))
+    zones = sorted({str(z["id"]) for c in cameras for z in (c.zones or []) if z.get("id")})
+    return FilterChoices(cameras=sorted({c.camera for c in cameras}), zones=zones)
+
+
+# ---------------------------------------------------------------------------------------------------
+# One alert
+
+
+@dataclass
+class EvidenceItem:
+    """A snapshot or clip of one alert."""
+
+    id: int
+    kind: str
+    path: str
+    stored: bool
+    offset_s: float | None
+    sha256: str | None
+
+
+@dataclass
+class TimelineItem:
+    """One message of an alert's life (start, update, end)."""
+
+    type: str
+    emitted_at: datetime
+    received_at: datetime
+    confidence: float | None
+
+
+@dataclass
+class AlertDetail:
+    """Everything the alert page shows."""
+
+    event: Event
+    row: AlertRow
+    evidence: list[EvidenceItem]
+    timeline: list[TimelineItem]
+    actions: list[EventAction]
+    assignee: str | None
+
+
+def alert_detail(db: Session, event_pk: int) -> AlertDetail | None:
+    """Return one alert with its evidence, timeline and workflow history; None when unknown."""
+    event = db.get(Event, event_pk)
+    if event is None:
+        return None
+    row = _rows(db, select(Event).where(Event.id == event_pk))[0]
+    evidence = [
+        EvidenceItem(
+            id=link.evidence.id,
+            kind=link.evidence.kind,
+            path=link.evidence.path,
+            stored=link.evidence.stored_path is not None,
+            offset_s=link.offset_s,
+            sha256=link.evidence.sha256,
+        )
+        for link in db.scalars(select(EventEvidence).where(EventEvidence.event_pk == event_pk))
+    ]
+    timeline = [
+        TimelineItem(
+            type=m.type,
+            emitted_at=m.emitted_at,
+            received_at=m.received_at,
+            confidence=(m.payload or {}).get("confidence"),
+        )
+        for m in db.scalars(
+            select(EventMessageRow).where(EventMessageRow.event_pk == event_pk).order_by(EventMessageRow.id)
+        )
+    ]
+    actions = list(
+        db.scalars(select(EventAction).where(EventAction.event_pk == event_pk).order_by(EventAction.id))
+    )
+    return AlertDetail(
+        event=event, row=row, evidence=evidence, timeline=timeline, actions=actions, assignee=row.assignee
+    )
+
+
+def assignable_users(db: Session, site: str, camera: str) -> list[User]:
+    """Return active officers and admins who may see `camera` of `site` (those an alert can go to)."""
+    users = db.scalars(select(User).where(User.active.is_(True), User.role.in_(("safety_officer", "admin"))))
+    return [u for u in users if Scope.of(u.sites or [], u.cameras or []).allows(site, camera)]
+
+
+def user_names(db: Session, ids: set[int]) -> dict[int, str]:
+    """Return display names (or user names) of users by id."""
+    if not ids:
+        return {}
+    return {
+        uid: display or name
+        for uid, name, display in db.execute(
+            select(User.id, User.username, User.display_name).where(User.id.in_(ids))
+        )
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cameras and edges (live wall)
+
+
+@dataclass
+class CameraCard:
+    """A camera on the live wall."""
+
+    site: str
+    camera: str
+    edge: str | None
+    state: str
+    detail: str | None
+    state_at: datetime | None
+    fps: float | None
+    latency_ms_p95: float | None
+    snapshot_at: datetime | None
+    has_snapshot: bool
+    zones: list[dict[str, Any]]
+    zones_at: datetime | None
+
+
+@dataclass
+class EdgeCard:
+    """An edge box with its last heartbeat."""
+
+    site: str
+    edge: str
+    state: str
+    reason: str | None
+    version: str | None
+    heartbeat_at: datetime | None
+    age_s: float | None
+    outbox_pending: int | None
+    reconnects: int | None
+
+
+def cameras(db: Session, scope: Scope, site: str | None, now: datetime, stale_s: float) -> list[CameraCard]:
+    """Return the cameras of the scope with their state; a camera whose edge went quiet counts as offline."""
+    query = (
+        select(Camera).where(scope.filter(Camera.site, Camera.camera)).order_by(Camera.site, Camera.camera)
+    )
+    if site:
+        query = query.where(Camera.site == site)
+    edges = {(e.site, e.edge): e for e in db.scalars(select(Edge))}
+    out = []
+    for cam in db.scalars(query):
+        state = cam.state or "unknown"
+        edge = edges.get((cam.site, cam.edge or ""))
+        if edge is not None and _edge_state(edge, now, stale_s) != "online" and state == "online":
+            # The camera's last word was "online" but its edge is gone: do not show a green light.
+            state = "offline"
+        out.append(
+            CameraCard(
+                site=cam.site,
+                camera=cam.camera,
+                edge=cam.edge,
+                state=state,
+                detail=cam.detail,
+                state_at=cam.state_at,
+                fps=cam.fps,
+                latency_ms_p95=cam.latency_ms_p95,
+                snapshot_at=cam.snapshot_at,
+                has_snapshot=cam.snapshot_path is not None,
+                zones=list(cam.zones or []),
+                zones_at=cam.zones_at,
+            )
+        )
+    return out
+
+
+def _edge_state(edge: Edge, now: datetime, stale_s: float) -> str:
+    """Return online, stale (online but no heartbeat for stale_s) or offline."""
+    if edge.state == "offline":
+        return "offline"
+    seen = edge.heartbeat_received_at or edge.state_at
+    if seen is None:
+        return "unknown" if edge.state is None else edge.state
+    if (now - seen).total_seconds() > stale_s:
+        return "stale"
+    return edge.state or "online"
+
+
+def edges(db: Session, scope: Scope, site: str | None, now: datetime, stale_s: float) -> list[EdgeCard]:
+    """Return the edge boxes of the scope with their state and last heartbeat."""
+    query = select(Edge).where(scope.site_filter(Edge.site)).order_by(Edge.site, Edge.edge)
+    if site:
+        query = query.where(Edge.site == site)
+    out = []
+    for e in db.scalars(query):
+        beat = e.heartbeat or {}
+        outbox = beat.get("outbox") or {}
+        seen = e.heartbeat_received_at
+        out.append(
+            EdgeCard(
+                site=e.site,
+                edge=e.edge,
+                state=_edge_state(e, now, stale_s),
+                reason=e.reason,
+                version=e.version,
+                heartbeat_at=e.heartbeat_at,
+                age_s=(now - seen).total_seconds() if seen else None,
+                outbox_pending=outbox.get("pending"),
+                reconnects=beat.get("reconnects"),
+            )
+        )
+    return out
+
+
+def camera(db: Session, site: str, camera_id: str) -> Camera | None:
+    """Return one camera's row, or None."""
+    return db.scalar(select(Camera).where(Camera.site == site, Camera.camera == camera_id))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Statistics
+
+Granularity = Literal["hour", "day", "week"]
+Dimension = Literal["rule", "zone", "camera"]
+#: How far back each granularity looks: a day in hours, two weeks in days, twelve weeks in weeks.
+SPAN: Final = {"hour": timedelta(days=1), "day": timedelta(days=14), "week": timedelta(weeks=12)}
+
+
+@dataclass
+class Series:
+    """Counts per time bucket, split by one dimension (rule, zone or camera)."""
+
+    labels: list[datetime]
+    groups: dict[str, list[int]]
+
+
+@dataclass
+class Stats:
+    """The statistics page's figures for one period and the period before it."""
+
+    start: datetime
+    end: datetime
+    total: int
+    previous_total: int
+    series: Series
+    by_rule: dict[str, int]
+    by_zone: dict[str, int]
+    by_camera: dict[str, int]
+    by_status: dict[str, int]
+    previous_by_rule: dict[str, int] = field(default_factory=dict)
+
+
+def bucket_start(moment: datetime, granularity: Granularity, zone: tzinfo) -> datetime:
+    """Return the start of the hour, day or ISO week (Monday) holding `moment`, in the site's zone."""
+    local = moment.astimezone(zone)
+    if granularity == "hour":
+        return local.replace(minute=0, second=0, microsecond=0)
+    day = datetime.combine(local.date(), time(0), tzinfo=zone)
+    if granularity == "day":
+        return day
+    return datetime.combine(local.date() - timedelta(days=local.weekday()), time(0), tzinfo=zone)
+
+
+def _buckets(start: datetime, end: datetime, granularity: Granularity, zone: tzinfo) -> list[datetime]:
+    """Return every bucket start from `start` to `end` (local wall time, so DST days stay whole)."""
+    step = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}[granularity]
+    out = []
+    current = bucket_start(start, granularity, zone)
+    while current < end:
+        out.append(current)
+        naive = current.replace(tzinfo=None) + step
+        current = naive.replace(tzinfo=zone)
+    return out
+
+
+def period(granularity: Granularity, zone: tzinfo, now: datetime) -> tuple[datetime, datetime]:
+    """Return the statistics window ending with the current bucket: [start, end)."""
+    current = bucket_start(now, granularity, zone)
+    step = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}[granularity]
+    end = (current.replace(tzinfo=None) + step).replace(tzinfo=zone)
+    start = (end.replace(tzinfo=None) - SPAN[granularity]).replace(tzinfo=zone)
+    return start, end
+
+
+def _fetch(db: Session, scope: Scope, site: str | None, start: datetime, end: datetime) -> Sequence[Any]:
+    """Return (started_at, rule, zone, camera, status) of the events in [start, end)."""
+    query = select(Event.started_at, Event.rule, Event.zone, Event.camera, Event.status).where(
+        scope.filter(Event.site, Event.camera), Event.started_at >= start, Event.started_at < end
+    )
+    if site:
+        query = query.where(Event.site == site)
+    return db.execute(query).all()
+
+
+def statistics(
+    db: Session,
+    scope: Scope,
+    site: str | None,
+    granularity: Granularity,
+    dimension: Dimension,
+    zone: tzinfo,
+    now: datetime,
+    no_zone: str = "-",
+) -> Stats:
+    """Return counts for the window of `granularity` ending now, split by `dimension`, and the one before."""
+    start, end = period(granularity, zone, now)
+    rows = _fetch(db, scope, site, start, end)
+    prev_start = (start.replace(tzinfo=None) - SPAN[granularity]).replace(tzinfo=zone)
+    previous = _fetch(db, scope, site, prev_start, start)
+    labels = _buckets(start, end, granularity, zone)
+    index = {label: i for i, label in enumerate(labels)}
+    groups: dict[str, list[int]] = defaultdict(lambda: [0] * len(labels))
+    position = {"rule": 1, "zone": 2, "camera": 3}[dimension]
+    for row in rows:
+        slot = index.get(bucket_start(row[0], granularity, zone))
+        if slot is not None:
+            groups[row[position] or no_zone][slot] += 1
+    return Stats(
+        start=start,
+        end=end,
+        total=len(rows),
+        previous_total=len(previous),
+        series=Series(labels=labels, groups=dict(sorted(groups.items()))),
+        by_rule=dict(Counter(r[1] for r in rows).most_common()),
+        by_zone=dict(Counter(r[2] or no_zone for r in rows).most_common()),
+        by_camera=dict(Counter(r[3] for r in rows).most_common()),
+        by_status=dict(Counter(r[4] for r in rows).most_common()),
+        previous_by_rule=dict(Counter(r[1] for r in previous).most_common()),
+    )
+
+
+@dataclass
+class HeatMap:
+    """Where in one camera's view violations happened: counts per grid cell (rows x cols)."""
+
+    site: str
+    camera: str
+    has_snapshot: bool
+    cells: list[list[int]]
+    total: int
+
+
+def heat_maps(db: Session, scope: Scope, site: str | None, start: datetime, end: datetime) -> list[HeatMap]:
+    """Count violations per grid cell of each camera view, by the person's ground point (anchor)."""
+    col_w = 1000 // HEAT_COLS + (1 if 1000 % HEAT_COLS else 0)
+    row_h = 1000 // HEAT_ROWS + (1 if 1000 % HEAT_ROWS else 0)
+    cx = Event.anchor_x // col_w
+    cy = Event.anchor_y // row_h
+    query = (
+        select(Event.site, Event.camera, cx, cy, func.count())
+        .where(
+            scope.filter(Event.site, Event.camera),
+            Event.started_at >= start,
+            Event.started_at < end,
+            Event.anchor_x.is_not(None),
+            Event.anchor_y.is_not(None),
+        )
+        .group_by(Event.site, Event.camera, cx, cy)
+    )
+    if site:
+        query = query.where(Event.site == site)
+    maps: dict[tuple[str, str], HeatMap] = {}
+    snaps = {
+        (c.site, c.camera): c.snapshot_path is not None
+        for c in db.scalars(select(Camera).where(scope.filter(Camera.site, Camera.camera)))
+    }
+    for s, cam, x, y, n in db.execute(query):
+        heat = maps.setdefault(
+            (s, cam),
+            HeatMap(s, cam, snaps.get((s, cam), False), [[0] * HEAT_COLS for _ in range(HEAT_ROWS)], 0),
+        )
+        col = min(HEAT_COLS - 1, max(0, int(x or 0)))
+        row = min(HEAT_ROWS - 1, max(0, int(y or 0)))
+        heat.cells[row][col] += n
+        heat.total += n
+    return sorted(maps.values(), key=lambda h: (-h.total, h.site, h.camera))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reports
+
+
+@dataclass
+class Report:
+    """A daily or weekly report's figures."""
+
+    kind: Literal["daily", "weekly"]
+    start: datetime
+    end: datetime
+    first_day: date
+    last_day: date
+    total: int
+    previous_total: int
+    by_rule: dict[str, int]
+    by_camera: dict[str, int]
+    by_zone: dict[str, int]
+    by_status: dict[str, int]
+    per_bucket: list[tuple[datetime, int]]
+    median_ack_s: float | None
+    open_count: int
+    alerts: list[AlertRow]
+    truncated: bool
+
+
+def report(
+    db: Session,
+    scope: Scope,
+    site: str | None,
+    kind: Literal["daily", "weekly"],
+    first_day: date,
+    zone: tzinfo,
+    no_zone: str = "-",
+    max_rows: int = 200,
+) -> Report:
+    """Return the figures of a day, or of the ISO week starting on `first_day` (a Monday)."""
+    days = 1 if kind == "daily" else 7
+    last_day = first_day + timedelta(days=days - 1)
+    start = day_bounds(first_day, zone)[0]
+    end = day_bounds(last_day, zone)[1]
+    prev_start = day_bounds(first_day - timedelta(days=days), zone)[0]
+    rows = _fetch(db, scope, site, start, end)
+    previous = _fetch(db, scope, site, prev_start, start)
+    granularity: Granularity = "hour" if kind == "daily" else "day"
+    labels = _buckets(start, end, granularity, zone)
+    counts: Counter[datetime] = Counter(bucket_start(r[0], granularity, zone) for r in rows)
+    filters = AlertFilters(site=site, since=first_day, until=last_day)
+    terms = _conditions(scope, filters, zone)
+    listing = _rows(
+        db,
+        select(Event)
+        .where(and_(*terms))
+        .order_by(Event.started_at.asc(), Event.id.asc())
+        .limit(max_rows + 1),
+    )
+    return Report(
+        kind=kind,
+        start=start,
+        end=end,
+        first_day=first_day,
+        last_day=last_day,
+        total=len(rows),
+        previous_total=len(previous),
+        by_rule=dict(Counter(r[1] for r in rows).most_common()),
+        by_camera=dict(Counter(r[3] for r in rows).most_common()),
+        by_zone=dict(Counter(r[2] or no_zone for r in rows).most_common()),
+        by_status=dict(Counter(r[4] for r in rows).most_common()),
+        per_bucket=[(label, counts.get(label, 0)) for label in labels],
+        median_ack_s=_median_ack(db, scope, site, start, end),
+        open_count=sum(1 for r in rows if r[4] in ("new", "acknowledged", "assigned")),
+        alerts=listing[:max_rows],
+        truncated=len(listing) > max_rows,
+    )
+
+
+def _median_ack(db: Session, scope: Scope, site: str | None, start: datetime, end: datetime) -> float | None:
+    """Return the median seconds from an alert's start to its first workflow step (None without any)."""
+    first_step = (
+        select(EventAction.event_pk, func.min(EventAction.at).label("first_at"))
+        .group_by(EventAction.event_pk)
+        .subquery()
+    )
+    query = (
+        select(Event.started_at, first_step.c.first_at)
+        .join(first_step, first_step.c.event_pk == Event.id)
+        .where(scope.filter(Event.site, Event.camera), Event.started_at >= start, Event.started_at < end)
+    )
+    if site:
+        query = query.where(Event.site == site)
+    delays = sorted(
+        (_aware(acted) - started).total_seconds() for started, acted in db.execute(query) if acted is not None
+    )
+    if not delays:
+        return None
+    mid = len(delays) // 2
+    return delays[mid] if len(delays) % 2 else (delays[mid - 1] + delays[mid]) / 2
+
+
+def _aware(value: datetime) -> datetime:
+    """Aggregates skip the column type on SQLite and come back naive (UTC): make them aware."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def trend(current: int, previous: int) -> float | None:
+    """Return the change against the previous period as a fraction (None when there was nothing before)."""
+    if previous == 0:
+        return None
+    return (current - previous) / previous
+
+
+#: A function turning an evidence id into a URL (the pages pass the backend's evidence route).
+EvidenceUrl = Callable[[int], str]

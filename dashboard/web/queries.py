@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Final, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from dashboard.auth.scope import Scope
@@ -118,9 +118,9 @@ def day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def _conditions(scope: Scope, filters: AlertFilters, zone: tzinfo) -> list[ColumnElement[bool]]:
-    """Return the WHERE terms of the scope and the filters."""
-    terms: list[ColumnElement[bool]] = [scope.filter(Event.site, Event.camera)]
+def _conditions(filters: AlertFilters, zone: tzinfo) -> list[ColumnElement[bool]]:
+    """Return the WHERE terms of the filters (the scope is applied by the caller)."""
+    terms: list[ColumnElement[bool]] = []
     if filters.site:
         terms.append(Event.site == filters.site)
     if filters.camera:
@@ -182,6 +182,46 @@ def _rows(db: Session, query: Select[Any]) -> list[AlertRow]:
     ]
 
 
+def _scope_parts(scope: Scope) -> list[ColumnElement[bool]]:
+    """Split a scope into terms that each match one index prefix (a site, or a site and camera)."""
+    if scope.everything:
+        return [true()]
+    parts: list[ColumnElement[bool]] = [Event.site == site for site in sorted(scope.sites)]
+    parts += [and_(Event.site == site, Event.camera == cam) for site, cam in sorted(scope.cameras)]
+    return parts or [false()]
+
+
+def _position(cursor: tuple[datetime, int], newer: bool) -> ColumnElement[bool]:
+    """Rows after (older) or before (newer) a keyset position, written so the index range is on started_at."""
+    moment, pk = cursor
+    if newer:
+        return and_(Event.started_at >= moment, or_(Event.started_at > moment, Event.id > pk))
+    return and_(Event.started_at <= moment, or_(Event.started_at < moment, Event.id < pk))
+
+
+def _keys(
+    db: Session,
+    terms: list[ColumnElement[bool]],
+    scope: Scope,
+    cursor: tuple[datetime, int] | None,
+    newer: bool,
+    limit: int,
+) -> list[tuple[datetime, int]]:
+    """Return the (started_at, id) of the next `limit` rows in walking order.
+
+    A scoped user's OR of sites and cameras would make the database sort every matching row; one query
+    per scope term walks its own index instead, and the short lists are merged here.
+    """
+    keys: set[tuple[datetime, int]] = set()
+    order = (Event.started_at.asc(), Event.id.asc()) if newer else (Event.started_at.desc(), Event.id.desc())
+    for part in _scope_parts(scope):
+        query = select(Event.started_at, Event.id).where(part, *terms)
+        if cursor is not None:
+            query = query.where(_position(cursor, newer))
+        keys |= {(row[0], row[1]) for row in db.execute(query.order_by(*order).limit(limit))}
+    return sorted(keys, reverse=not newer)[:limit]
+
+
 def alert_page(
     db: Session,
     scope: Scope,
@@ -197,37 +237,25 @@ def alert_page(
     The position is (started_at, id), which the composite indexes of `events` cover, so a page costs the
     same at row one million as at row one (no OFFSET).
     """
-    terms = _conditions(scope, filters, zone)
-    key = tuple_(Event.started_at, Event.id)
+    terms = _conditions(filters, zone)
     newer = decode_cursor(before)
-    older = decode_cursor(after)
+    older = None if newer is not None else decode_cursor(after)
+    keys = _keys(db, terms, scope, newer if newer is not None else older, newer is not None, limit + 1)
+    more = len(keys) > limit
+    keys = keys[:limit]
     if newer is not None:
-        query = (
-            select(Event)
-            .where(and_(*terms), key > tuple_(newer[0], newer[1]))
-            .order_by(Event.started_at.asc(), Event.id.asc())
-            .limit(limit + 1)
-        )
-        rows = _rows(db, query)
-        more_newer = len(rows) > limit
-        rows = list(reversed(rows[:limit]))
-        return AlertPage(
-            rows=rows,
-            next_cursor=encode_cursor(rows[-1].started_at, rows[-1].id) if rows else None,
-            prev_cursor=encode_cursor(rows[0].started_at, rows[0].id) if rows and more_newer else None,
-        )
-    query = select(Event).where(and_(*terms))
-    if older is not None:
-        query = query.where(key < tuple_(older[0], older[1]))
-    query = query.order_by(Event.started_at.desc(), Event.id.desc()).limit(limit + 1)
-    rows = _rows(db, query)
-    more_older = len(rows) > limit
-    rows = rows[:limit]
-    return AlertPage(
-        rows=rows,
-        next_cursor=encode_cursor(rows[-1].started_at, rows[-1].id) if rows and more_older else None,
-        prev_cursor=encode_cursor(rows[0].started_at, rows[0].id) if rows and older is not None else None,
+        keys.reverse()
+    by_id = {row.id: row for row in _rows(db, select(Event).where(Event.id.in_([pk for _, pk in keys])))}
+    rows = [by_id[pk] for _, pk in keys if pk in by_id]
+    if not rows:
+        return AlertPage(rows=[], next_cursor=None, prev_cursor=None)
+    first, last = (
+        encode_cursor(rows[0].started_at, rows[0].id),
+        encode_cursor(rows[-1].started_at, rows[-1].id),
     )
+    if newer is not None:
+        return AlertPage(rows=rows, next_cursor=last, prev_cursor=first if more else None)
+    return AlertPage(rows=rows, next_cursor=last if more else None, prev_cursor=first if older else None)
 
 
 def latest_alerts(db: Session, scope: Scope, site: str | None, limit: int = 30) -> list[AlertRow]:
@@ -712,11 +740,11 @@ def report(
     labels = _buckets(start, end, granularity, zone)
     counts: Counter[datetime] = Counter(bucket_start(r[0], granularity, zone) for r in rows)
     filters = AlertFilters(site=site, since=first_day, until=last_day)
-    terms = _conditions(scope, filters, zone)
+    terms = _conditions(filters, zone)
     listing = _rows(
         db,
         select(Event)
-        .where(and_(*terms))
+        .where(scope.filter(Event.site, Event.camera), *terms)
         .order_by(Event.started_at.asc(), Event.id.asc())
         .limit(max_rows + 1),
     )

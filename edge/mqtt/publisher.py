@@ -171,6 +171,9 @@ class AlertPublisher:
         self._error_counts: Counter[str] = Counter()  # errors not logged yet, by key (see _error)
         self._last_error_log: dict[str, float] = {}
         self._last_settle = time.monotonic()
+        # Journal changes the outbox could not take (full disk), saved as soon as it can; see _write_event.
+        self._journal_lock = threading.Lock()
+        self._journal_backlog: dict[str, bytes | None] = {}
         # Evidence files to the dashboard in chunks through this outbox (edge/mqtt/evidence_push.py).
         self._evidence: EvidencePusher | None = None
         if evidence_folder is not None and config.push_evidence:
@@ -324,18 +327,28 @@ class AlertPublisher:
         """Commit an event message and its journal change to the outbox and wake the pump."""
         topic = self._topics.events(message.camera)
         payload = message.model_dump_json().encode()
-        try:
-            row_id = self._outbox.add(
-                topic,
-                payload,
-                qos=1,
-                kind=f"event:{message.type}",
-                key=message.camera,
-                droppable=message.type == Phase.UPDATE,
-                state=journal_change(message),
-            )
-        except OutboxError as exc:
-            self._publish_unbuffered(topic, payload, message, exc)
+        change = journal_change(message)
+        with self._journal_lock:
+            try:
+                row_id = self._outbox.add(
+                    topic,
+                    payload,
+                    qos=1,
+                    kind=f"event:{message.type}",
+                    key=message.camera,
+                    droppable=message.type == Phase.UPDATE,
+                    state=change,
+                )
+            except OutboxError as exc:
+                # Else a restart would find the event open and end it a second time.
+                self._journal_backlog.update(change)
+                failed: OutboxError | None = exc
+            else:
+                for key in change:
+                    self._journal_backlog.pop(key, None)
+                failed = None
+        if failed is not None:
+            self._publish_unbuffered(topic, payload, message, failed)
             return
         self._metrics.written.labels(str(message.type)).inc()
         with self._cond:
@@ -513,6 +526,7 @@ class AlertPublisher:
                     pass
             for thread in self._threads:
                 thread.join(max(0.1, deadline - time.monotonic()))
+        self._flush_journal()
         left = len(self._outbox)
         self._outbox.close()
         log.info("MQTT publisher stopped; %d message(s) stay in the outbox for the next start", left)
@@ -745,6 +759,7 @@ class AlertPublisher:
                 if time.monotonic() - self._last_settle >= 5.0:
                     self._last_settle = time.monotonic()
                     self._outbox.settle_disk()  # deletes a full disk held back, the reserve file
+                    self._flush_journal()
             except Exception as exc:
                 # A bug or a full disk here must not end delivery for good: log it and go round again.
                 self._error("pump", f"MQTT publisher: error in the outbox pump: {exc!r}", exc_info=True)
@@ -931,6 +946,17 @@ class AlertPublisher:
         self.last_error = message
         # The same failure on every retry would flood the log: say it once, then at debug level.
         (log.debug if repeated else log.error)(message)
+
+    def _flush_journal(self) -> None:
+        """Save journal changes a full disk held back; they stay queued while it still refuses."""
+        with self._journal_lock:
+            if not self._journal_backlog:
+                return
+            try:
+                self._outbox.put_state(self._journal_backlog)
+            except OutboxError:
+                return
+            self._journal_backlog.clear()
 
     def _error(self, key: str, message: str, *, exc_info: bool = False) -> None:
         """Log an error at most once per interval per key, with how many were not logged in between."""

@@ -217,9 +217,13 @@ class Edge(Base):
     state_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     reason: Mapped[str | None] = mapped_column(Text)
     version: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[dict[str, Any] | None] = mapped_column(JSON, doc="The newest status message as sent.")
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), doc="The heartbeat's own `at`.")
     heartbeat_received_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     heartbeat: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    heartbeat_s: Mapped[float | None] = mapped_column(
+        Float, doc="The edge's heartbeat interval (from its status or heartbeat), for the staleness rule."
+    )
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (UniqueConstraint("site", "edge", name="uq_edges_site_edge"),)

@@ -132,7 +132,8 @@ def make_certs(folder: Path) -> Certs:
 
 class Mosquitto:
     """Debian's mosquitto with its own conf in a temp folder: a password-protected plain listener and a TLS
-    listener on free 127.0.0.1 ports, persistence on, so a restart keeps sessions and queued messages."""
+    listener on free 127.0.0.1 ports, persistence on, so a restart keeps sessions and queued messages;
+    `extra_lines` are appended to its conf (a bridge to another broker)."""
 
     def __init__(
         self,
@@ -141,6 +142,7 @@ class Mosquitto:
         *,
         acl: str | None = None,
         users: dict[str, str] | None = None,
+        extra_lines: list[str] | None = None,
     ) -> None:
         assert MOSQUITTO is not None and MOSQUITTO_PASSWD is not None
         self.folder = folder
@@ -180,6 +182,8 @@ class Mosquitto:
                 f"keyfile {certs.server_key}",
                 "require_certificate false",
             ]
+        # Last, because a bridge's `connection` section runs to the end of the file.
+        lines += extra_lines or []
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
 

@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from contract.ids import ID_PATTERN
+
 #: Environment variables that override settings: SITESENTRY_DASHBOARD_<FIELD>, nested with `__`
 #: (SITESENTRY_DASHBOARD_MQTT__HOST).
 ENV_PREFIX = "SITESENTRY_DASHBOARD_"
@@ -43,7 +45,7 @@ class MqttSettings(Strict):
     tls: MqttTls | None = Field(None, description="TLS settings; null for a plain connection.")
     client_id: str = Field(
         "sitesentry-dashboard",
-        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        pattern=ID_PATTERN,
         description="Fixed client id: the broker keeps this session's queue while the dashboard restarts. "
         "Edges accept control commands only from client ids listed in their `mqtt.control_clients`.",
     )

@@ -7,9 +7,23 @@ from fastapi import APIRouter
 
 def api_router() -> APIRouter:
     """Return a router holding every API route, to be included under /api."""
-    from dashboard.api.routes import auth, health
+    from dashboard.api.routes import (
+        audit,
+        auth,
+        cameras,
+        edges,
+        events,
+        evidence,
+        exports,
+        health,
+        retention,
+        stats,
+        users,
+        zones,
+    )
 
     router = APIRouter()
-    for module in (health, auth):
+    modules = (health, auth, events, cameras, zones, edges, stats, exports, evidence, audit, users, retention)
+    for module in modules:
         router.include_router(module.router)
     return router

@@ -1,9 +1,8 @@
 """Control commands from the dashboard to an edge (false alarm, set_zones), and waiting for the reply.
 
-Commands go to `<prefix>/<site>/edges/<edge>/control` with the MQTT 5 response topic set to that edge's
-`.../control/reply` (which the `ops` ACL of docs/mqtt.md lets the edge write and the dashboard read) and
-the request id as correlation data; the edge accepts them only from client ids in its
-`mqtt.control_clients`, which is why the `client_id` user property is set.
+Commands go to `<prefix>/<site>/edges/<edge>/control` with an MQTT 5 response topic, so the edge answers
+on our own `.../control/reply/<client_id>` (docs/mqtt.md), with the request id as correlation data; the
+edge accepts them only from client ids in its `mqtt.control_clients`, hence the `client_id` user property.
 """
 
 from __future__ import annotations
@@ -59,7 +58,7 @@ class ControlChannel:
             )
         topics = Topics(self._prefix, site)
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ResponseTopic = topics.control_reply(edge)
+        props.ResponseTopic = topics.control_reply(edge, self._client_id)
         props.CorrelationData = command.request_id.encode()
         props.UserProperty = ("client_id", self._client_id)
         done = threading.Event()

@@ -89,6 +89,7 @@ def store_event(db: Session, message: EventMessage) -> Event | None:
     payload: dict[str, Any] = message.model_dump(mode="json")
     event = db.scalar(select(Event).where(Event.event_id == str(message.event_id)))
     box = payload["person_box"]
+    newest = event is None or message.emitted_at >= event.last_emitted_at
     if event is None:
         anchor_x, anchor_y = _anchor(box)
         event = Event(
@@ -121,8 +122,17 @@ def store_event(db: Session, message: EventMessage) -> Event | None:
     else:
         _merge(event, message, payload)
         event.updated_at = now
+    if newest:
+        _replace_evidence(db, event, message)
+    return _add_timeline(db, event, message, payload, message_id, now)
+
+
+def _replace_evidence(db: Session, event: Event, message: EventMessage) -> None:
+    """Make the event's evidence the newest message's list: a clip left out is retracted (docs/mqtt.md)."""
+    named: set[int] = set()
     for item in message.evidence:
         file = evidence_row(db, message.site, message.edge, message.camera, item.kind, item.path)
+        named.add(file.id)
         if item.sha256 is not None and file.stored_path is None:
             file.sha256 = item.sha256  # a late clip: its digest comes with an update or a repeated end
         link = db.get(EventEvidence, (event.id, file.id))
@@ -130,6 +140,15 @@ def store_event(db: Session, message: EventMessage) -> Event | None:
             db.add(EventEvidence(event_pk=event.id, evidence_id=file.id, offset_s=item.offset_s))
         elif item.offset_s is not None:
             link.offset_s = item.offset_s
+    for link in list(event.evidence_links):
+        if link.evidence_id not in named:
+            event.evidence_links.remove(link)
+
+
+def _add_timeline(
+    db: Session, event: Event, message: EventMessage, payload: dict[str, Any], message_id: str, now: datetime
+) -> Event:
+    """Add the message's timeline row and mark it processed."""
     db.add(
         EventMessageRow(
             event_pk=event.id,

@@ -105,6 +105,8 @@ class EdgeApp:
             tz=self.tz,
             registry=self.registry,
             on_clip_ready=self._clip_ready,
+            on_clip_failed=self._clip_failed,
+            on_disk_full=lambda: self.retention.poke(),
         )
         self.retention = RetentionSweeper(
             config.evidence.folder,
@@ -128,6 +130,13 @@ class EdgeApp:
             ["camera", "rule", "phase"],
             registry=self.registry,
         )
+        self._suppressed = Counter(
+            "sitesentry_events_suppressed",
+            "New events not started because of flood control (rules.max_new_events_per_min).",
+            ["camera", "rule"],
+            registry=self.registry,
+        )
+        self._suppressed_seen: dict[tuple[str, Rule], int] = {}
         self._errors = Counter(
             "sitesentry_pipeline_errors",
             "Frames whose processing failed.",
@@ -323,6 +332,7 @@ class EdgeApp:
                 if runtime.paused:  # disabled by control while this frame was being detected
                     return
                 result = runtime.pipeline.step(frame, detections, timings)
+                self._count_suppressed(camera, runtime)
             t0 = time.perf_counter()
             self.evidence.observe(result)
             for event in result.events:
@@ -420,6 +430,30 @@ class EdgeApp:
         if self.on_event is not None:
             self.on_event(update)
 
+    def _clip_failed(self, event: SafetyEvent, relpath: str) -> None:
+        """A clip named in a START could not be written (full disk, encoder): retract it with an update, or
+        a repeated END if the event has ended, whose evidence no longer names it."""
+        with self._evidence_lock:
+            known = self._evidence_refs.get(event.event_id, event.evidence)
+            ended = self._ended.get(event.event_id)
+            refs = tuple(r for r in known if not (r.kind == "clip" and r.path == relpath))
+            # Later phases carry the evidence remembered here: never the retracted clip again.
+            self._evidence_refs[event.event_id] = refs
+        latest = ended if ended is not None else replace(event, phase=Phase.UPDATE)
+        retraction = replace(latest, evidence=refs)
+        if self.alerts is not None:
+            self.alerts.publish_event(retraction)
+        if self.on_event is not None:
+            self.on_event(retraction)
+
+    def _count_suppressed(self, camera: str, runtime: CameraRuntime) -> None:
+        """Carry the lifecycle's flood-control counts into the metric (they only grow)."""
+        for rule, total in runtime.pipeline.lifecycle.stats.suppressed_rate_by_rule.items():
+            seen = self._suppressed_seen.get((camera, rule), 0)
+            if total > seen:
+                self._suppressed.labels(camera, rule.value).inc(total - seen)
+                self._suppressed_seen[(camera, rule)] = total
+
     def _camera_status(self, camera_id: str, status: CameraStatus, detail: str | None) -> None:
         runtime = self.cameras.get(camera_id)
         if runtime is not None and status is CameraStatus.ONLINE:
@@ -442,6 +476,9 @@ class EdgeApp:
                 "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies.size else None,
                 "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies.size else None,
                 "frames_dropped": r.reader.health.snapshot().frames_dropped,
+                "events_suppressed": {
+                    str(rule): n for rule, n in r.pipeline.lifecycle.stats.suppressed_rate_by_rule.items()
+                },
             }
         return {"cameras": cameras, "queues": {"evidence_clips": {"depth": self.evidence.pending_clips}}}
 

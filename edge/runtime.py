@@ -17,6 +17,7 @@ from edge.dataflow import Rule
 from edge.detections import create_detector
 from edge.mqtt.broker import EmbeddedBroker, ensure_broker
 from edge.mqtt.control import ControlResult
+from edge.mqtt.journal import clip_lookup
 from edge.mqtt.publisher import AlertPublisher
 from edge.telemetry import serve_metrics
 from edge.violations.zone_edits import OVERRIDE_FILE, ZoneEditError, ZoneEditor, apply_overrides
@@ -76,6 +77,8 @@ class Runtime:
             on_evidence=publisher.push_evidence,
         )
         holder["app"] = app
+        # Before anything new is published: close the events a crash left open, retract unwritten clips.
+        publisher.close_left_open(clip_lookup(config.evidence.folder))
         zone = ZoneInfo(config.site.timezone)
         editors["zones"] = ZoneEditor(
             app,

@@ -203,20 +203,24 @@ class EdgeApp:
             self.alerts.stop(timeout=5.0)
 
     def wait(self, stop: threading.Event, until: Callable[[], bool] | None = None) -> None:
-        """Block until `stop` is set, every camera has ended, or `until()` says so."""
+        """Block until `stop` is set, every camera has ended or cannot play, or `until()` says so."""
         while not stop.is_set() and not self._stop.is_set():
             if until is not None and until():
                 return
             if (
                 self.cameras
                 and all(
-                    r.reader.status in (CameraStatus.ENDED, CameraStatus.DISABLED)
+                    r.reader.status in (CameraStatus.ENDED, CameraStatus.DISABLED) or r.reader.unplayable
                     for r in self.cameras.values()
                 )
                 and not self._pending_frames()
             ):
                 return
             stop.wait(0.2)
+
+    def unplayable_cameras(self) -> dict[str, str]:
+        """Return the cameras offline because their file is not a playable video, with the reason."""
+        return {cid: reason for cid, r in self.cameras.items() if (reason := r.reader.unplayable)}
 
     # -- control ---------------------------------------------------------------------------------
     def set_rule_enabled(self, rule: Rule, enabled: bool, camera_id: str | None = None) -> None:

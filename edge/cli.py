@@ -11,8 +11,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from edge.config import ConfigError, load_config
+from edge.config.loader import missing_files
 from edge.config.models import SiteConfig
 from edge.mqtt.cli import register as register_mqtt_commands
 from edge.telemetry import redact, setup_logging
@@ -32,22 +34,31 @@ log = logging.getLogger("sitesentry")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO_ROOT / "samples" / "site.yaml"
+#: Config errors printed at most; a generated file can hold thousands of the same mistake.
+MAX_ERRORS_SHOWN = 20
+
+
+def say(label: str, style: str, message: str) -> None:
+    """Print one redacted line to stderr, taken literally: `[...]` in a path or message is not markup."""
+    console.print(Text.assemble((label, style), redact(message)), highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one clear error line and return the exit to raise."""
-    console.print(f"[bold red]error:[/] {redact(message)}", highlight=False, soft_wrap=True)
+    say("error: ", "bold red", message)
     return typer.Exit(code)
 
 
 def load_or_exit(path: Path) -> SiteConfig:
-    """Load a config or exit non-zero after printing every error with its location."""
+    """Load a config, its paths checked, or exit non-zero after printing one line per error."""
     try:
-        return load_config(path)
+        return load_config(path, check_paths=True)
     except ConfigError as exc:
-        console.print(f"[bold red]{exc.source}: invalid configuration[/]", highlight=False)
-        for line in exc.errors:
-            console.print(f"  {redact(line)}", highlight=False, soft_wrap=True)
+        lines = exc.lines()
+        for line in lines[:MAX_ERRORS_SHOWN]:
+            say("error: ", "bold red", line)
+        if len(lines) > MAX_ERRORS_SHOWN:
+            say("error: ", "bold red", f"{exc.source}: and {len(lines) - MAX_ERRORS_SHOWN} more errors")
         raise typer.Exit(2) from None
 
 
@@ -56,20 +67,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="Site YAML file.")]) 
     """Validate a site config and print every error with its location."""
     config = load_or_exit(file)
     for warning in missing_files(config):
-        console.print(f"[yellow]warning:[/] {redact(warning)}", highlight=False, soft_wrap=True)
-    cams = ", ".join(c.id for c in config.cameras) or "none"
+        say("warning: ", "yellow", warning)
+    cams = ", ".join(c.id for c in config.cameras)
     typer.echo(f"{file}: OK (site {config.site.id}, cameras: {cams})")
-
-
-def missing_files(config: SiteConfig) -> list[str]:
-    """Files the config names that do not exist here (valid config, but `run` would fail or retry)."""
-    out = []
-    if not config.model.path.is_file():
-        out.append(f"model.path: {config.model.path} does not exist")
-    for i, camera in enumerate(config.cameras):
-        if not camera.is_stream and not Path(camera.source).is_file():
-            out.append(f"cameras[{i}].source: {camera.source} does not exist")
-    return out
 
 
 @config_app.command("schema")
@@ -109,10 +109,14 @@ def run(
     try:
         runtime.start()
         runtime.app.wait(stop)
+        unplayable = runtime.app.unplayable_cameras()
     except (ValueError, OSError) as exc:  # e.g. the metrics port is taken
         raise fail(str(exc)) from None
     finally:
         runtime.stop()
+    if unplayable and not stop.is_set():  # every camera ended or cannot play: nothing left to watch
+        reasons = "; ".join(f"camera {cid}: {reason}" for cid, reason in unplayable.items())
+        raise fail(f"no camera left to run: {reasons}", code=1)
 
 
 @app.command()

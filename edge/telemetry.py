@@ -13,13 +13,24 @@ from prometheus_client import CollectorRegistry, start_http_server
 _URL_CREDENTIALS = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<password>[^@/\s]+)@"
 )
-_SECRET_FIELDS = re.compile(r"(?i)(password|passwd|secret|token)(\s*[=:]\s*)(\S+)")
+# A secret-looking key as a whole word: `password`, `mqtt_password`, `access-token`, but not `passwords`,
+# `tokenizer` or `secretary`; and never a word that merely follows a key, as in "mqtt.password: environment
+# variable X is not set" (a message about the key, not its value).
+_KEY = r"(?<![A-Za-z0-9])(?:password|passwd|secret|token)(?![A-Za-z0-9])"
+# key=value, as on command lines, in query strings and in key=value log lines.
+_KEY_EQUALS = re.compile(rf"(?i)({_KEY}\s*=\s*)([^\s&;,'\"]+)")
+# "key": "value" or 'key': 'value', as in JSON and Python reprs of dicts.
+_KEY_QUOTED = re.compile(rf"""(?i)({_KEY}["']\s*:\s*)(["'])((?:\\.|(?!\2).)*)\2""")
+# key: value where the value is one word ending the line, as in a YAML line (a message goes on longer).
+_KEY_COLON = re.compile(rf"(?im)({_KEY}:[ \t]*)([^\s'\"]+)[ \t]*$")
 
 
 def redact(text: str) -> str:
-    """Hide passwords in URLs (rtsp://user:pass@host) and `password=...` pairs before logging or printing."""
+    """Hide credentials in URLs (rtsp://user:pass@host) and the values of password/secret/token keys."""
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    return _SECRET_FIELDS.sub(lambda m: f"{m[1]}{m[2]}***", text)
+    text = _KEY_EQUALS.sub(lambda m: f"{m[1]}***", text)
+    text = _KEY_QUOTED.sub(lambda m: f"{m[1]}{m[2]}***{m[2]}", text)
+    return _KEY_COLON.sub(lambda m: f"{m[1]}***", text)
 
 
 class RedactingFilter(logging.Filter):

@@ -26,9 +26,13 @@ DEFAULT_PPE: tuple[PPEItem, ...] = ("helmet", "vest")
 
 
 class Strict(BaseModel):
-    """Base for every section: unknown keys are errors, so a typo never silently becomes a default."""
+    """Base for every section: unknown keys are errors, so a typo never silently becomes a default.
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    NaN and infinity are refused too: NaN passes no range check truthfully (`fps: .nan` would be reported
+    as "less than or equal to 60") and no setting means "forever".
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class SiteSection(Strict):
@@ -403,6 +407,15 @@ class MqttConfig(Strict):
         "snapshots, are dropped and counted, so a backlog after an outage never delays or displaces alerts.",
     )
 
+    @model_validator(mode="after")
+    def _reconnect_range(self) -> MqttConfig:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(
+                f"reconnect_min_s ({self.reconnect_min_s:g}) is greater than reconnect_max_s "
+                f"({self.reconnect_max_s:g})"
+            )
+        return self
+
     @field_validator("prefix")
     @classmethod
     def _prefix_levels(cls, value: str) -> str:
@@ -425,7 +438,7 @@ class SiteConfig(Strict):
     """A whole site's configuration: one YAML file per site."""
 
     site: SiteSection = Field(description="The site this edge box watches.")
-    cameras: list[CameraConfig] = Field(description="Cameras on this edge box.")
+    cameras: list[CameraConfig] = Field(description="Cameras on this edge box (at least one).")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Detector model and thresholds.")
     rules: RulesConfig = Field(default_factory=RulesConfig, description="Site-wide violation rules.")
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, description="Snapshots and clips.")
@@ -438,6 +451,13 @@ class SiteConfig(Strict):
     alarms: AlarmHookConfig | None = Field(
         None, description="Local alarm on the edge box (a command and/or a sound) when a violation starts."
     )
+
+    @field_validator("cameras")
+    @classmethod
+    def _some_cameras(cls, value: list[CameraConfig]) -> list[CameraConfig]:
+        if not value:
+            raise ValueError("at least one camera is needed (an edge box without cameras watches nothing)")
+        return value
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> SiteConfig:

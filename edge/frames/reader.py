@@ -127,6 +127,7 @@ class CameraReader:
         self._taken_seq = -1
         self._next_seq = 0
         self._done = False
+        self._unplayable: str | None = None  # the last open failed on a file with no playable video
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"camera-{camera_id}", daemon=True)
 
@@ -139,6 +140,12 @@ class CameraReader:
     def status(self) -> CameraStatus:
         """Return the camera's current status."""
         return self._health.status
+
+    @property
+    def unplayable(self) -> str | None:
+        """Return why this camera's file is not a playable video once it is offline for it, else None."""
+        reason = self._unplayable
+        return reason if reason is not None and self._health.status is CameraStatus.OFFLINE else None
 
     def start(self) -> None:
         """Start the reader thread."""
@@ -218,9 +225,11 @@ class CameraReader:
                         read_timeout_s=self._read_timeout_s,
                     )
                 except SourceError as exc:
+                    self._unplayable = str(exc) if exc.unplayable else None
                     self._failed(str(exc))
                     continue
                 except Exception as exc:  # an unexpected backend error must not kill the thread
+                    self._unplayable = None
                     log.exception("camera %s: opening %s failed unexpectedly", self.camera_id, self._where)
                     self._failed(f"cannot open {self._where}: {type(exc).__name__}: {exc}")
                     continue
@@ -263,11 +272,11 @@ class CameraReader:
                 if source.ended:
                     self._health.set_status(CameraStatus.ENDED, f"end of {source.describe()}")
                     return None
-                timeout = f"{self._read_timeout_s:g} s"
-                return f"lost {source.describe()}: connection closed or no frame within {timeout}"
+                return source.lost(self._read_timeout_s)
             self._health.record_read()
             if first:
                 first = False
+                self._unplayable = None
                 self._health.set_status(CameraStatus.ONLINE, source.describe())
             changed = True
             if source.live and self._frozen_after_s is not None:

@@ -30,7 +30,15 @@ _env_lock = threading.Lock()
 
 
 class SourceError(RuntimeError):
-    """A frame source that cannot be opened: the message is one line saying what and where, redacted."""
+    """A frame source that cannot be opened: the message is one line saying what and where, redacted.
+
+    `unplayable` marks a file that is there but holds no playable video: reopening the same bytes will not
+    help, so once the camera is offline for it the app may stop waiting for it.
+    """
+
+    def __init__(self, message: str, *, unplayable: bool = False) -> None:
+        super().__init__(message)
+        self.unplayable = unplayable
 
 
 class FrameSource:
@@ -68,6 +76,10 @@ class FrameSource:
         ok, image = self._capture.read()
         return image if ok and image is not None and image.size else None
 
+    def lost(self, read_timeout_s: float) -> str:
+        """Say, in one line, why read() returned None on a source that has not ended."""
+        return f"lost {self._where}: connection closed or no frame within {read_timeout_s:g} s"
+
     def close(self) -> None:
         """Release the underlying capture; safe to call twice."""
         self._capture.release()
@@ -102,15 +114,18 @@ class FileSource(FrameSource):
         self._index = -1  # frames read since the (last) start of the file
         self._ticks = -1  # frames read since opening, across loops: the pacing schedule
         self._ended = False
-        self._pending: np.ndarray | None = None
         self._started: float | None = None  # monotonic time at which tick 0 was due
+        # Decode two frames now: a file OpenCV opens but cannot decode, or a still image under a video's
+        # name (FFmpeg plays a JPEG renamed .mp4 as one frame), fails here instead of as a silent "end".
+        first = super().read()
+        second = super().read() if first is not None else None
+        if first is None or second is None:
+            capture.release()
+            what = "no frame can be decoded" if first is None else "it holds a single still image"
+            raise SourceError(f"cannot play {where}: not a playable video ({what})", unplayable=True)
+        self._pending: list[np.ndarray] = [first, second]
         if self._fps == 0.0:
             log.warning("%s does not state its frame rate; assuming %.0f fps", where, _DEFAULT_FILE_FPS)
-        # Decode the first frame now: a file OpenCV opens but cannot decode fails here, not as an empty "end".
-        self._pending = super().read()
-        if self._pending is None:
-            capture.release()
-            raise SourceError(f"cannot decode any frame from {where}")
 
     @property
     def _rate(self) -> float:
@@ -130,11 +145,11 @@ class FileSource(FrameSource):
         """Return the next frame, sleeping until it is due when paced; None at the end unless looping."""
         if self._ended:
             return None
-        image, self._pending = self._pending, None
-        if image is None:
-            image = super().read()
+        image = self._pending.pop(0) if self._pending else super().read()
         if image is None and self._loop:
             image = self._rewind()
+            if image is None:  # not an end: a looping camera must not finish quietly; the reader reopens
+                return None
         if image is None:
             self._ended = True
             return None
@@ -144,12 +159,20 @@ class FileSource(FrameSource):
             self._pace()
         return image
 
+    def lost(self, read_timeout_s: float) -> str:
+        """Say why a looping file gave no frame: it could not start again from its first frame."""
+        return f"cannot read {self._where} again from its first frame"
+
     def _rewind(self) -> np.ndarray | None:
         """Seek back to the first frame; reopen when the container cannot seek."""
         self._index = -1
-        if not self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
-            self._capture.release()
-            self._capture = cv2.VideoCapture(str(self._path), cv2.CAP_FFMPEG)
+        if self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
+            image = super().read()
+            if image is not None:
+                return image
+        # Raw streams (concatenated JPEGs, .m4v) accept the seek and then give nothing: reopen those too.
+        self._capture.release()
+        self._capture = cv2.VideoCapture(str(self._path), cv2.CAP_FFMPEG)
         return super().read()
 
     def _pace(self) -> None:
@@ -306,5 +329,5 @@ def _open_file(source: str, *, realtime: bool, loop: bool) -> FrameSource:
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture.release()
-        raise SourceError(f"cannot open {where}: not a video format FFmpeg can read")
+        raise SourceError(f"cannot open {where}: not a video format FFmpeg can read", unplayable=True)
     return FileSource(capture, where, path, realtime=realtime, loop=loop)

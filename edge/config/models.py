@@ -392,7 +392,9 @@ class MqttConfig(Strict):
     )
     control_clients: list[str] = Field(
         default_factory=list,
-        description="Client ids allowed to send control commands (MQTT 5 user property).",
+        description="Client ids allowed to send control commands (MQTT 5 user property `client_id`). "
+        "\"*\" accepts any sender, over MQTT 3.1.1 too: then the broker's ACL on the control topic is the "
+        "only lock (the demo uses it with the embedded loopback broker).",
     )
     push_evidence: bool = Field(
         True,

@@ -72,6 +72,10 @@ class ReplyLimiter:
         return True
 
 
+#: In `mqtt.control_clients`: accept commands from any client the broker lets publish on the control topic.
+ANY_CLIENT = "*"
+
+
 def reply_topic(default: str, request: ControlRequest) -> str:
     """Where a reply may go: the sender's own `<default>/<client_id>` when it asked for a response topic,
     else `default`. Any other response topic is ignored, so a sender cannot steer replies onto the edge's
@@ -114,10 +118,12 @@ class ControlHandler:
         Strangers (no MQTT 5, no client_id or one not listed) get no reply at all: answering them would let
         anyone make the edge publish.
         """
-        if not request.mqtt5:
+        # "*" leaves the broker's ACL as the only lock (the embedded loopback broker speaks 3.1.1 only).
+        anyone = ANY_CLIENT in self._allowed
+        if not request.mqtt5 and not anyone:
             need = "control commands need MQTT 5 (the sender's client_id user property)"
             return self._reject(None, "unsupported", need, answer=False)
-        if request.sender is None or request.sender not in self._allowed:
+        if not anyone and (request.sender is None or request.sender not in self._allowed):
             who = (
                 "a client without a client_id user property"
                 if request.sender is None

@@ -22,7 +22,7 @@ from mqtt_fixtures import (
 
 from edge.dataflow import Rule
 from edge.mqtt import AlertPublisher, ControlCommand, ControlResult, ModelInfo
-from edge.mqtt.control import ControlHandler, ControlRequest
+from edge.mqtt.control import ControlHandler, ControlRequest, reply_topic
 
 CONTROL = "sitesentry/test-site/edges/edge-1/control"
 DEFAULT_REPLY = "sitesentry/test-site/edges/edge-1/control/reply"
@@ -217,6 +217,29 @@ def test_control_needs_mqtt5_to_know_the_sender() -> None:
     # Over MQTT 3.1.1 the sender cannot be told from a stranger, so it gets no answer either.
     assert (outcome.result, outcome.reply) == ("unsupported", None)
     assert not called.is_set()
+
+
+def test_a_star_in_control_clients_obeys_any_sender_even_over_mqtt_3_1_1() -> None:
+    ran: list[ControlCommand] = []
+
+    def callback(command: ControlCommand) -> ControlResult:
+        ran.append(command)
+        return ControlResult(True, "camera gate enabled")
+
+    handler = ControlHandler(
+        site="s",
+        edge="e",
+        allowed_clients=["*"],
+        callback=callback,
+        clock=lambda: datetime.now().astimezone(),
+    )
+    payload = json.dumps({"request_id": "r-311", "action": "enable", "camera": "gate"}).encode()
+    outcome = handler.handle(ControlRequest(payload, None, None, None, mqtt5=False))
+    assert [c.request_id for c in ran] == ["r-311"]
+    assert outcome.reply is not None and (outcome.reply.status, outcome.reply.request_id) == ("ok", "r-311")
+    # With no sender to address, the reply goes to the fixed reply topic, never a topic the sender names.
+    steer = ControlRequest(payload, None, "sitesentry/s/cameras/gate/events", None, mqtt5=True)
+    assert reply_topic("sitesentry/s/edges/e/control/reply", steer) == "sitesentry/s/edges/e/control/reply"
 
 
 def test_without_control_clients_the_edge_does_not_listen(mosquitto: Mosquitto, tmp_path: Path) -> None:

@@ -124,15 +124,19 @@ def demo(
     config: Annotated[Path, typer.Option("--config", "-c", help="Site YAML file.")] = DEMO_CONFIG,
     seconds: Annotated[float, typer.Option(help="Stop after this many seconds (0: until Ctrl-C).")] = 0,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "WARNING",
+    dashboard_port: Annotated[
+        int, typer.Option(help="Port of the site dashboard on 127.0.0.1 (a free one if taken; 0: none).")
+    ] = 8080,
 ) -> None:
-    """Run the pipeline on the sample video with an embedded broker and show violations live."""
+    """Run the pipeline on the sample video with an embedded broker and the site dashboard; show violations
+    live and print the dashboard's URL and a demo login."""
     from edge.demo import run_demo
 
     setup_logging(log_level)
     site = load_or_exit(config)
     stop = _stop_on_signals()
     try:
-        run_demo(site, stop, seconds=seconds)
+        run_demo(site, stop, seconds=seconds, dashboard_port=dashboard_port or None)
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
 

@@ -6,6 +6,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from rich.console import Console, Group
@@ -16,14 +17,18 @@ from edge.config.models import SiteConfig
 from edge.dataflow import FrameResult, Phase, SafetyEvent
 from edge.runtime import Runtime
 
+if TYPE_CHECKING:
+    from edge.demo_dashboard import DemoDashboard
+
 RULE_TEXT = {"no_helmet": "no helmet", "no_vest": "no vest", "zone_entry": "in danger zone"}
 
 
 class DemoView:
     """Keeps recent events and per-camera figures and renders them as rich tables."""
 
-    def __init__(self, runtime: Runtime, keep: int = 12) -> None:
+    def __init__(self, runtime: Runtime, keep: int = 12, dashboard: str = "") -> None:
         self.runtime = runtime
+        self.dashboard = dashboard
         self.events: deque[SafetyEvent] = deque(maxlen=keep)
         self.counts = {"start": 0, "end": 0}
         self._ended: set[UUID] = set()  # an END repeats when its clip finishes later: count it once
@@ -78,26 +83,59 @@ class DemoView:
             f"\nframes analysed: {self.frames}   evidence: {self.runtime.config.evidence.folder}   "
             f"MQTT: {self.runtime.broker_url}   (Ctrl-C to stop; `sitesentry alerts tail` shows the alerts)\n"
         )
+        if self.dashboard:
+            footer += f"{self.dashboard}\n"
         return Group(cams, events, footer)
 
 
-def run_demo(config: SiteConfig, stop: threading.Event, seconds: float = 0) -> None:
-    """Run until Ctrl-C (or for `seconds`), drawing the live view, then shut down cleanly."""
+def _with_local_control(config: SiteConfig) -> SiteConfig:
+    """Let the demo's dashboard steer the edge through the embedded broker (3.1.1, loopback only)."""
+    if config.mqtt.host is not None or "*" in config.mqtt.control_clients:
+        return config
+    mqtt = config.mqtt.model_copy(update={"control_clients": [*config.mqtt.control_clients, "*"]})
+    return config.model_copy(update={"mqtt": mqtt})
+
+
+def run_demo(
+    config: SiteConfig, stop: threading.Event, seconds: float = 0, dashboard_port: int | None = 8080
+) -> None:
+    """Run until Ctrl-C (or for `seconds`), drawing the live view, then shut down cleanly.
+
+    With the `dashboard` extra installed and `dashboard_port` set, the site dashboard runs beside it.
+    """
     console = Console()
-    runtime = Runtime.build(config)
-    view = DemoView(runtime)
-    runtime.app.on_event = view.on_event
-    runtime.app.on_result = view.on_result
+    runtime = Runtime.build(_with_local_control(config) if dashboard_port else config)
+    board = None
+    line = ""
     runtime.start()
-    deadline = time.time() + seconds if seconds > 0 else None
     try:
+        if dashboard_port:
+            board, line = _start_dashboard(runtime, dashboard_port)
+        console.print(line, highlight=False)
+        view = DemoView(runtime, dashboard=line)
+        runtime.app.on_event = view.on_event
+        runtime.app.on_result = view.on_result
+        deadline = time.time() + seconds if seconds > 0 else None
         with Live(view.render(), console=console, refresh_per_second=2, transient=False) as live:
             while not stop.is_set() and (deadline is None or time.time() < deadline):
                 live.update(view.render())
                 stop.wait(0.5)
     finally:
+        if board is not None:
+            board.stop()
         runtime.stop()
     console.print(
         f"demo finished: {view.counts['start']} violation(s) started, {view.counts['end']} ended; "
         f"evidence in {config.evidence.folder}"
     )
+
+
+def _start_dashboard(runtime: Runtime, port: int) -> tuple[DemoDashboard | None, str]:
+    """Start the dashboard on the demo's broker; without the extra, say how to get it."""
+    try:
+        from edge.demo_dashboard import start_dashboard
+
+        board = start_dashboard(runtime.config, runtime.config.mqtt.outbox.parent / "dashboard", port)
+    except ImportError as exc:
+        return None, f"Dashboard: not installed ({exc.name}): pip install -e '.[dashboard]'"
+    return board, f"Dashboard: {board.url}   login: {board.username} / {board.password}"

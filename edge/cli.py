@@ -6,6 +6,7 @@ import json
 import logging
 import signal
 import threading
+from importlib import import_module
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,7 @@ app.add_typer(config_app, name="config")
 console = Console(stderr=True)
 register_mqtt_commands(app)  # broker, alerts tail, mqtt schemas
 register_training_commands(app)  # dataset, train, eval, export: they import torch/ultralytics only when run
+app.add_typer(import_module("dashboard.cli").app, name="dashboard")  # its commands import the web stack
 log = logging.getLogger("sitesentry")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

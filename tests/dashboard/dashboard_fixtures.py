@@ -47,7 +47,9 @@ def pg_server() -> Iterator[str | None]:
     if started.returncode != 0:
         yield None
         return
-    lines = [line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines() if "=" in line]
+    lines = [
+        line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines() if "=" in line
+    ]
     values = {key: value for key, value in lines}
     try:
         yield values["SITESENTRY_TEST_PG_URL"]
@@ -81,7 +83,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, pg_server: str 
         return f"sqlite:///{tmp_path / 'dashboard.db'}"
     if pg_server is None:
         pytest.skip(
-            "PostgreSQL is not installed here (apt-get install postgresql) and SITESENTRY_TEST_PG_URL is unset"
+            "PostgreSQL is not installed (apt-get install postgresql) and SITESENTRY_TEST_PG_URL is unset"
         )
     return _fresh_pg_database(pg_server)
 

@@ -137,8 +137,9 @@ def test_status_heartbeat_zones_and_snapshot_update_the_latest_state(
     assert _send(dispatcher, camera, "sitesentry/site-a/cameras/gate/status") == "stored"
     older = {**camera, "state": "offline", "at": (now - timedelta(hours=1)).isoformat()}
     assert _send(dispatcher, older, "sitesentry/site-a/cameras/gate/status") == "stale"
-    heartbeat = {**base, "at": now.isoformat(), "uptime_s": 5, "cameras": {"gate": {"fps": 12.5}}, "queues": {},
-                 "outbox": {"pending": 0, "delivered_total": 3, "dropped_total": 0}, "reconnects": 0}  # fmt: skip
+    outbox = {"pending": 0, "delivered_total": 3, "dropped_total": 0}
+    heartbeat = {**base, "at": now.isoformat(), "uptime_s": 5, "cameras": {"gate": {"fps": 12.5}},
+                 "queues": {}, "outbox": outbox, "reconnects": 0}  # fmt: skip
     assert _send(dispatcher, heartbeat, "sitesentry/site-a/edges/edge-1/heartbeat") == "stored"
     zones = {**base, "camera": "gate", "at": now.isoformat(),
              "zones": [{"id": "pit", "polygon": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]}]}  # fmt: skip

@@ -60,21 +60,28 @@ ROLES: Final = {
     "admin": N_("Administrator"),
 }
 
-#: What the audit trail shows for each recorded action.
+#: What the audit trail and the audit log show for each recorded action (the backend's action codes:
+#: workflow steps in an alert's history, `event.<step>` and the rest in the audit log).
 ACTIONS: Final = {
     "acknowledge": N_("acknowledged"),
-    "acknowledged": N_("acknowledged"),
     "assign": N_("assigned"),
-    "assigned": N_("assigned"),
     "resolve": N_("resolved"),
-    "resolved": N_("resolved"),
     "false_alarm": N_("marked as false alarm"),
     "reopen": N_("reopened"),
-    "open": N_("reopened"),
-    "note": N_("added a note"),
-    "set_zones": N_("changed danger zones"),
-    "login": N_("logged in"),
-    "logout": N_("logged out"),
+    "event.acknowledge": N_("acknowledged an alert"),
+    "event.assign": N_("assigned an alert"),
+    "event.resolve": N_("resolved an alert"),
+    "event.false_alarm": N_("marked an alert as false alarm"),
+    "event.reopen": N_("reopened an alert"),
+    "events.export": N_("exported the alert log"),
+    "zones.set": N_("changed danger zones"),
+    "login": N_("signed in"),
+    "logout": N_("signed out"),
+    "user.add": N_("added a user"),
+    "user.disable": N_("disabled a user"),
+    "token.add": N_("created an API token"),
+    "token.revoke": N_("revoked an API token"),
+    "retention.sweep": N_("deleted expired alerts"),
 }
 
 _TABLES: Final = {

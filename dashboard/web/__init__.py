@@ -17,7 +17,6 @@ from dashboard.web.pages.admin import router as admin_router
 from dashboard.web.pages.alerts import router as alerts_router
 from dashboard.web.pages.auth_pages import router as auth_router
 from dashboard.web.pages.cameras import router as cameras_router
-from dashboard.web.pages.evidence import router as evidence_router
 from dashboard.web.pages.info import router as info_router
 from dashboard.web.pages.live import router as live_router
 from dashboard.web.pages.reports import router as reports_router
@@ -30,7 +29,6 @@ for _pages in (
     auth_router,
     live_router,
     alerts_router,
-    evidence_router,
     stats_router,
     reports_router,
     zones_router,

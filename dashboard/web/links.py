@@ -1,4 +1,5 @@
-"""URLs of evidence files and camera snapshots, built in one place for pages, cards and reports."""
+"""URLs of evidence files and camera snapshots (served by the API, which checks scope), built in one
+place for pages, cards and reports."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ class Links:
 
     def evidence(self, evidence_id: int) -> str:
         """Return the URL of a stored evidence file (snapshot or clip)."""
-        return self._request.url_for("web_evidence", evidence_id=evidence_id).path
+        return self._request.url_for("evidence", evidence_id=evidence_id).path
 
     def snapshot(self, site: str, camera: str) -> str:
         """Return the URL of a camera's latest snapshot."""
-        return self._request.url_for("web_camera_snapshot", site=site, camera=camera).path
+        return self._request.url_for("snapshot", site=site, camera=camera).path
 
     def attach(self, rows: Iterable[AlertRow]) -> None:
         """Fill in each row's snapshot URL."""

@@ -3,25 +3,31 @@ backend's service, the message shown afterwards, and the export links of the ale
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from typing import Final
+from urllib.parse import urlencode
 
 from fastapi import HTTPException, Request, status
 from sqlalchemy.orm import Session
 
 from dashboard import i18n
+from dashboard.actions import take_action
 from dashboard.auth.scope import Principal
+from dashboard.context import AppContext
 from dashboard.i18n.labels import N_
+from dashboard.storage import workflow
 from dashboard.storage.audit import Actor
-from dashboard.web.queries import AlertFilters
+from dashboard.storage.events import get_event
+from dashboard.storage.models import User
+from dashboard.web.queries import AlertFilters, day_bounds
 
-#: Buttons offered per status: open -> acknowledged -> assigned -> resolved, or false alarm at any point
-#: before it is resolved; a closed alert can be reopened.
-ALLOWED: Final = {
-    "new": ("acknowledge", "assign", "resolve", "false_alarm"),
-    "acknowledged": ("assign", "resolve", "false_alarm"),
-    "assigned": ("assign", "resolve", "false_alarm"),
-    "resolved": ("reopen",),
-    "false_alarm": ("reopen",),
+#: The outcome code of each step (the key of its message below).
+OUTCOMES: Final = {
+    "acknowledge": "acknowledged",
+    "assign": "assigned",
+    "resolve": "resolved",
+    "false_alarm": "false_alarm",
+    "reopen": "reopened",
 }
 
 #: What the alert page says after a step (keys are the outcome codes put in the redirect URL).
@@ -40,11 +46,6 @@ MESSAGES: Final = {
 }
 
 
-def allowed_actions(current: str) -> tuple[str, ...]:
-    """Return the steps offered for an alert in state `current`."""
-    return ALLOWED.get(current, ())
-
-
 def flash_message(code: str | None, locale: str) -> tuple[str | None, bool]:
     """Return the translated message of an outcome code and whether it is an error (None: no message)."""
     if not code or code not in MESSAGES:
@@ -54,7 +55,7 @@ def flash_message(code: str | None, locale: str) -> tuple[str | None, bool]:
 
 
 def apply(
-    request: Request,
+    ctx: AppContext,
     db: Session,
     user: Principal,
     actor: Actor,
@@ -64,14 +65,40 @@ def apply(
     assignee_id: int | None,
 ) -> str:
     """Apply a workflow step through the backend's service; return the outcome code for the page."""
-    raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "workflow service not wired yet")
+    event = get_event(db, user.scope, event_pk)
+    if event is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+    if action not in workflow.TRANSITIONS:
+        return "not_allowed"
+    assignee = None
+    if action == "assign":
+        assignee = db.get(User, assignee_id) if assignee_id is not None else None
+        if assignee is None:
+            return "no_assignee"
+    try:
+        outcome = take_action(ctx, db, event, action, actor, note=note, assignee=assignee)  # type: ignore[arg-type]
+    except workflow.WorkflowError:
+        db.rollback()
+        return "not_allowed"
+    if action == "false_alarm" and outcome.command is not None and outcome.command.status == "not_connected":
+        return "false_alarm_local"
+    return OUTCOMES[action]
 
 
-def export_links(request: Request, filters: AlertFilters) -> tuple[str, str] | None:
-    """Return the CSV and JSON export URLs for the current filters (None until the export API exists)."""
-    return None
+def export_links(request: Request, filters: AlertFilters, zone: tzinfo) -> tuple[str, str]:
+    """Return the CSV and JSON export URLs (the API's) for the list's filters; days become moments in the
+    site's time zone, as the API wants."""
+    query: dict[str, str] = {k: v for k, v in filters.as_query().items() if k not in ("since", "until")}
+    if filters.since:
+        query["since"] = day_bounds(filters.since, zone)[0].astimezone(zone).isoformat()
+    if filters.until:
+        query["until"] = day_bounds(filters.until, zone)[1].astimezone(zone).isoformat()
+    suffix = ("?" + urlencode(query)) if query else ""
+    csv_url = request.url_for("export_events", fmt="csv").path + suffix
+    json_url = request.url_for("export_events", fmt="json").path + suffix
+    return csv_url, json_url
 
 
 def zones_url(request: Request, site: str, camera: str) -> str:
     """Return the API URL the zone editor PUTs a camera's zones to (the backend sends set_zones)."""
-    return f"/api/cameras/{site}/{camera}/zones"
+    return request.url_for("put_zones", site=site, camera=camera).path

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from contract.enums import Rule
-from dashboard.auth.deps import CurrentActor, Db, Officer, ensure_allowed
+from dashboard.auth.deps import Ctx, CurrentActor, Db, Officer, ensure_allowed
 from dashboard.storage.models import EventStatus
+from dashboard.storage.workflow import allowed_actions, can_act
 from dashboard.web import queries, workflow
 from dashboard.web.deps import Setup
 from dashboard.web.links import Links
@@ -54,7 +55,7 @@ def alert_list(
     )
     alerts = queries.alert_page(db, user.scope, filters, page.zone, after=after, before=before)
     Links(request).attach(alerts.rows)
-    exports = workflow.export_links(request, filters)
+    export_csv, export_json = workflow.export_links(request, filters, page.zone)
     return render(
         request,
         "alerts.html",
@@ -65,8 +66,8 @@ def alert_list(
             "choices": queries.filter_choices(db, user.scope, page.site),
             "rules": [r.value for r in Rule],
             "statuses": [s.value for s in EventStatus],
-            "export_csv": exports[0] if exports else None,
-            "export_json": exports[1] if exports else None,
+            "export_csv": export_csv,
+            "export_json": export_json,
         },
     )
 
@@ -93,7 +94,7 @@ def alert_page(request: Request, event_pk: int, setup: Setup, msg: str | None = 
             "detail": detail,
             "snapshot": {"url": links.evidence(snapshot.id)} if snapshot else None,
             "clip": {"url": links.evidence(clip.id), "offset_s": clip.offset_s} if clip else None,
-            "allowed": workflow.allowed_actions(detail.event.status),
+            "allowed": allowed_actions(detail.event) if can_act(user) else [],
             "assignees": queries.assignable_users(db, detail.event.site, detail.event.camera),
             "names": names,
             "flash": flash,
@@ -109,12 +110,13 @@ def alert_action(
     event_pk: int,
     user: Officer,
     actor: CurrentActor,
+    ctx: Ctx,
     db: Db,
     action: Annotated[str, Form(max_length=32)],
     note: Annotated[str, Form(max_length=2000)] = "",
     assignee_id: Annotated[int | None, Form()] = None,
 ) -> Response:
     """Apply a follow-up step (CSRF-checked, officers and admins only), then show the alert again."""
-    outcome = workflow.apply(request, db, user, actor, event_pk, action, note.strip() or None, assignee_id)
+    outcome = workflow.apply(ctx, db, user, actor, event_pk, action, note.strip() or None, assignee_id)
     target = request.url_for("web_alert", event_pk=event_pk).path
     return RedirectResponse(f"{target}?msg={outcome}", status_code=303)

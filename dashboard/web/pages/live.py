@@ -111,10 +111,11 @@ async def live_stream(request: Request, setup: Setup) -> StreamingResponse:
                 if not _visible(item, scope, page.site):
                     continue
                 kind = item.get("type")
-                if kind == "event" and isinstance(item.get("id"), int):
+                if kind in ("event", "workflow") and isinstance(item.get("id"), int):
                     html = await asyncio.to_thread(_card_html, request, ctx, page, item["id"])
                     if html is not None:
-                        yield _sse("alert", {"id": item["id"], "phase": item.get("phase"), "html": html})
+                        phase = item.get("phase") if kind == "event" else "workflow"
+                        yield _sse("alert", {"id": item["id"], "phase": phase, "html": html})
                 elif kind == "evidence":
                     # A snapshot often lands after its event: refresh the cards that show it.
                     pks = await asyncio.to_thread(_events_of_evidence, ctx, item)

@@ -204,7 +204,7 @@
     replyBox.innerHTML = "";
     var p = document.createElement("p");
     p.className = "notice " + kind;
-    p.setAttribute("data-result", kind);
+    if (kind) p.setAttribute("data-result", kind);
     var strong = document.createElement("strong");
     strong.textContent = title;
     p.appendChild(strong);
@@ -232,13 +232,14 @@
       return response.json().catch(function () { return {}; }).then(function (data) { return [response, data]; });
     }).then(function (pair) {
       var response = pair[0], data = pair[1];
-      var reply = data.reply || data;
-      if (response.ok && reply.status === "ok") {
+      // 200 {status: applied}; errors carry the edge's answer in `detail` (refused, timeout, not_connected).
+      var reply = data.detail && typeof data.detail === "object" ? data.detail : data;
+      if (response.ok && (reply.status === "applied" || reply.status === "ok")) {
         show("ok", T.applied, reply.message || "");
-      } else if (response.status === 504 || reply.status === "timeout") {
-        show("error", T.refused, T.no_reply);
+      } else if (reply.status === "timeout" || reply.status === "not_connected") {
+        show("error", T.refused, T.no_reply + (reply.message ? " (" + reply.message + ")" : ""));
       } else {
-        show("error", T.refused, reply.message || data.detail || String(response.status));
+        show("error", T.refused, reply.message || (typeof data.detail === "string" ? data.detail : String(response.status)));
       }
     }).catch(function () {
       show("error", T.failed, T.no_reply);

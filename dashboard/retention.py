@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 _BATCH = 1000
 #: Partial uploads older than this are abandoned (the edge gave up on the file or dropped it).
 SCRATCH_MAX_AGE = timedelta(days=1)
+#: An evidence file no alert shows is kept this long: its chunks may arrive before the alert naming it.
+ORPHAN_GRACE = timedelta(days=1)
 LOGIN_ATTEMPTS_KEPT = timedelta(days=30)
 
 
@@ -45,7 +47,7 @@ class Policy:
     interval_s: int
     deletes: tuple[str, ...] = (
         "alerts that started more than retention_days ago, with their timeline and workflow history",
-        "evidence files (snapshots, clips) no longer shown by any kept alert",
+        "evidence files (snapshots, clips) no longer shown by any kept alert, a day after that",
         "message ids kept for de-duplication, control replies",
         "expired sessions; login attempts after 30 days; unfinished evidence uploads after 1 day",
     )
@@ -88,7 +90,7 @@ def _delete_events(db: Session, cutoff: datetime) -> int:
 
 
 def _delete_orphan_evidence(db: Session, evidence_dir: Path, cutoff: datetime) -> int:
-    """Delete evidence rows and files that no kept event shows and that arrived before `cutoff`."""
+    """Delete evidence rows and files that no kept event shows (deleted or retracted) older than `cutoff`."""
     total = 0
     while True:
         orphan = ~exists().where(EventEvidence.evidence_id == EvidenceFile.id)
@@ -126,7 +128,7 @@ def sweep(ctx: AppContext, now: datetime | None = None) -> SweepResult:
     result = SweepResult()
     with ctx.db.sessions() as db:
         result.events = _delete_events(db, cutoff)
-        result.evidence_files = _delete_orphan_evidence(db, settings.evidence_dir, cutoff)
+        result.evidence_files = _delete_orphan_evidence(db, settings.evidence_dir, now - ORPHAN_GRACE)
         result.processed_messages = _rowcount(
             db.execute(delete(ProcessedMessage).where(ProcessedMessage.received_at < cutoff))
         )

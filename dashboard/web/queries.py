@@ -18,10 +18,11 @@ from typing import Any, Final, Literal
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
+from contract.liveness import DEFAULT_HEARTBEAT_S, MISSED_HEARTBEATS
 from dashboard.auth.scope import Scope
+from dashboard.storage import status as status_service
 from dashboard.storage.models import (
     Camera,
-    Edge,
     Event,
     EventAction,
     EventEvidence,
@@ -454,75 +455,52 @@ class EdgeCard:
     age_s: float | None
     outbox_pending: int | None
     reconnects: int | None
+    stale_after_s: float
 
 
-def cameras(db: Session, scope: Scope, site: str | None, now: datetime, stale_s: float) -> list[CameraCard]:
-    """Return the cameras of the scope with their state; a camera whose edge went quiet counts as offline."""
-    query = (
-        select(Camera).where(scope.filter(Camera.site, Camera.camera)).order_by(Camera.site, Camera.camera)
-    )
-    if site:
-        query = query.where(Camera.site == site)
-    edges = {(e.site, e.edge): e for e in db.scalars(select(Edge))}
-    out = []
-    for cam in db.scalars(query):
-        state = cam.state or "unknown"
-        edge = edges.get((cam.site, cam.edge or ""))
-        if edge is not None and _edge_state(edge, now, stale_s) != "online" and state == "online":
-            # The camera's last word was "online" but its edge is gone: do not show a green light.
-            state = "offline"
-        out.append(
-            CameraCard(
-                site=cam.site,
-                camera=cam.camera,
-                edge=cam.edge,
-                state=state,
-                detail=cam.detail,
-                state_at=cam.state_at,
-                fps=cam.fps,
-                latency_ms_p95=cam.latency_ms_p95,
-                snapshot_at=cam.snapshot_at,
-                has_snapshot=cam.snapshot_path is not None,
-                zones=list(cam.zones or []),
-                zones_at=cam.zones_at,
-            )
+def cameras(db: Session, scope: Scope, site: str | None, now: datetime) -> list[CameraCard]:
+    """Return the cameras of the scope with their state as the backend judges it (an edge gone quiet
+    takes its cameras offline: no green light for a camera nobody hears from)."""
+    return [
+        CameraCard(
+            site=view.camera.site,
+            camera=view.camera.camera,
+            edge=view.camera.edge,
+            state=view.state,
+            detail=view.camera.detail,
+            state_at=view.camera.state_at,
+            fps=view.camera.fps,
+            latency_ms_p95=view.camera.latency_ms_p95,
+            snapshot_at=view.camera.snapshot_at,
+            has_snapshot=view.camera.snapshot_path is not None,
+            zones=list(view.camera.zones or []),
+            zones_at=view.camera.zones_at,
         )
-    return out
+        for view in status_service.cameras(db, scope, now, site)
+    ]
 
 
-def _edge_state(edge: Edge, now: datetime, stale_s: float) -> str:
-    """Return online, stale (online but no heartbeat for stale_s) or offline."""
-    if edge.state == "offline":
-        return "offline"
-    seen = edge.heartbeat_received_at or edge.state_at
-    if seen is None:
-        return "unknown" if edge.state is None else edge.state
-    if (now - seen).total_seconds() > stale_s:
-        return "stale"
-    return edge.state or "online"
-
-
-def edges(db: Session, scope: Scope, site: str | None, now: datetime, stale_s: float) -> list[EdgeCard]:
-    """Return the edge boxes of the scope with their state and last heartbeat."""
-    query = select(Edge).where(scope.site_filter(Edge.site)).order_by(Edge.site, Edge.edge)
-    if site:
-        query = query.where(Edge.site == site)
+def edges(db: Session, scope: Scope, site: str | None, now: datetime) -> list[EdgeCard]:
+    """Return the edge boxes of the scope with their liveness (contract.liveness) and last heartbeat."""
     out = []
-    for e in db.scalars(query):
+    for view in status_service.edges(db, scope, now, site):
+        e = view.edge
         beat = e.heartbeat or {}
         outbox = beat.get("outbox") or {}
         seen = e.heartbeat_received_at
+        interval = e.heartbeat_s or DEFAULT_HEARTBEAT_S
         out.append(
             EdgeCard(
                 site=e.site,
                 edge=e.edge,
-                state=_edge_state(e, now, stale_s),
+                state=view.state,
                 reason=e.reason,
                 version=e.version,
                 heartbeat_at=e.heartbeat_at,
                 age_s=(now - seen).total_seconds() if seen else None,
                 outbox_pending=outbox.get("pending"),
                 reconnects=beat.get("reconnects"),
+                stale_after_s=MISSED_HEARTBEATS * interval,
             )
         )
     return out

@@ -18,7 +18,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's note about httpx in its test client
     from fastapi.testclient import TestClient
 
-from contract.payloads import CameraStatusMessage, EventMessage
+from contract.payloads import CameraStatusMessage, EdgeStatusMessage, EventMessage
 from dashboard.app import create_app
 from dashboard.auth import service
 from dashboard.settings import DashboardSettings
@@ -169,6 +169,18 @@ def test_the_language_is_kept_in_the_profile_and_the_cookie(app: Any) -> None:
     login_page = TestClient(app)
     login_page.cookies.set("sitesentry_lang", "zh_Hant")
     assert "登入" in login_page.get("/login").text
+
+
+def test_an_edge_that_stopped_sending_heartbeats_is_shown_as_stale(app: Any) -> None:
+    with app.state.ctx.db.session() as db:
+        long_ago = datetime.now(UTC) - timedelta(minutes=30)
+        status = {"schema_version": 1, "site": "site-a", "edge": "edge-1", "state": "online", "version": "0.1.0"}
+        ingest_store.store_edge_status(db, EdgeStatusMessage.model_validate({**status, "at": long_ago}))
+    page = signed_in(app, "boss").get("/live?site=site-a").text
+    edge = page[page.index('data-testid="edge"') :]
+    assert 'data-state="stale"' in edge[:1500] and "No heartbeat" in edge[:1500]
+    # Its cameras are not shown as online either.
+    assert 'data-state="online"' not in page[page.index('id="wall"') : page.index('data-testid="edge"')]
 
 
 def test_the_report_renders_as_a_page_and_as_a_pdf_with_chinese_glyphs(app: Any) -> None:

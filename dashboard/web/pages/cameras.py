@@ -18,7 +18,7 @@ router = APIRouter()
 @router.get("/cameras", name="web_cameras", response_class=HTMLResponse)
 def cameras_page(request: Request, setup: Setup) -> HTMLResponse:
     """List the cameras and edge boxes of the chosen site (or all) with their state."""
-    page, db, user, settings = setup.page, setup.db, setup.user, setup.ctx.settings
+    page, db, user = setup.page, setup.db, setup.user
     page.active = "cameras"
     now = datetime.now(UTC)
     return render(
@@ -26,8 +26,8 @@ def cameras_page(request: Request, setup: Setup) -> HTMLResponse:
         "cameras.html",
         page,
         {
-            "cameras": queries.cameras(db, user.scope, page.site, now, settings.heartbeat_stale_s),
-            "edges": queries.edges(db, user.scope, page.site, now, settings.heartbeat_stale_s),
+            "cameras": queries.cameras(db, user.scope, page.site, now),
+            "edges": queries.edges(db, user.scope, page.site, now),
             "links": Links(request),
         },
     )

@@ -34,14 +34,14 @@ def home(request: Request) -> RedirectResponse:
 @router.get("/live", name="web_live", response_class=HTMLResponse)
 def live_page(request: Request, setup: Setup) -> HTMLResponse:
     """Show the live alert feed, the camera wall and the edge boxes of the chosen site (or all)."""
-    page, db, user, settings = setup.page, setup.db, setup.user, setup.ctx.settings
+    page, db, user = setup.page, setup.db, setup.user
     page.active = "live"
     now = datetime.now(UTC)
     links = Links(request)
     feed = queries.latest_alerts(db, user.scope, page.site)
     links.attach(feed)
-    cams = queries.cameras(db, user.scope, page.site, now, settings.heartbeat_stale_s)
-    boxes = queries.edges(db, user.scope, page.site, now, settings.heartbeat_stale_s)
+    cams = queries.cameras(db, user.scope, page.site, now)
+    boxes = queries.edges(db, user.scope, page.site, now)
     counts = queries.live_counts(db, user.scope, page.site, page.zone, now)
     return render(
         request,
@@ -53,7 +53,6 @@ def live_page(request: Request, setup: Setup) -> HTMLResponse:
             "edges": boxes,
             "counts": counts,
             "links": links,
-            "stale_s": settings.heartbeat_stale_s,
         },
     )
 

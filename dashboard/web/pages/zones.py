@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 
@@ -17,11 +19,10 @@ router = APIRouter()
 @router.get("/zones", name="web_zones", response_class=HTMLResponse)
 def zones_index(request: Request, setup: Setup) -> HTMLResponse:
     """List the cameras with their danger zones; each opens the editor."""
-    page, db, user, settings = setup.page, setup.db, setup.user, setup.ctx.settings
+    page, db, user = setup.page, setup.db, setup.user
     page.active = "zones"
-    from datetime import UTC, datetime
 
-    cams = queries.cameras(db, user.scope, page.site, datetime.now(UTC), settings.heartbeat_stale_s)
+    cams = queries.cameras(db, user.scope, page.site, datetime.now(UTC))
     return render(request, "zones.html", page, {"cameras": cams, "links": Links(request)})
 
 

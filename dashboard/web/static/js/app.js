@@ -7,6 +7,10 @@
     select.addEventListener("change", function () { select.form.submit(); });
   });
 
+  // On phones the navigation scrolls sideways: bring the current page's tab into view.
+  var current = document.querySelector(".nav-row [aria-current=page]");
+  if (current && current.scrollIntoView) current.scrollIntoView({ block: "nearest", inline: "center" });
+
   // The user menu closes when clicking elsewhere or pressing Escape.
   document.addEventListener("click", function (event) {
     document.querySelectorAll("details.user-menu[open]").forEach(function (menu) {
@@ -19,7 +23,6 @@
     }
   });
 
-  // Relative ages ("12 s ago") for elements with data-age-of: kept fresh every second.
   window.SiteSentry = window.SiteSentry || {};
   window.SiteSentry.csrf = function () {
     var input = document.querySelector("input[name=csrf_token]");

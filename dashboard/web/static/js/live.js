@@ -119,16 +119,17 @@
     }, 500);
   }
 
-  // Heartbeat ages: an edge silent for longer than stale_s turns amber without waiting for the server.
+  // Heartbeat ages: an edge silent for longer than its stale limit (data-stale-after, the server's rule)
+  // is re-judged by the server at once instead of waiting for the next event.
   function refreshAges() {
     var now = Date.now();
     document.querySelectorAll(".edge").forEach(function (edge) {
       var beat = edge.querySelector(".beat[data-ts]");
       if (!beat) return;
       var age = (now - Date.parse(beat.getAttribute("data-ts"))) / 1000;
-      edge.classList.toggle("is-stale", age > config.stale_s);
+      var limit = Number(edge.getAttribute("data-stale-after")) || 90;
       var badge = edge.querySelector(".badge");
-      if (age > config.stale_s && badge && badge.getAttribute("data-state") === "online") scheduleReload();
+      if (age > limit && badge && badge.getAttribute("data-state") === "online") scheduleReload();
     });
   }
   setInterval(refreshAges, 5000);

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -58,6 +58,12 @@ class MqttSettings(Strict):
         7 * 86400, ge=0, description="How long the broker keeps our session and queue while we are away."
     )
     keepalive_s: int = Field(30, ge=5, description="MQTT keepalive.")
+    protocol: Literal["5", "3.1.1"] = Field(
+        "5",
+        description="MQTT protocol. 3.1.1 for brokers without MQTT 5 (the demo's embedded broker): the "
+        "session still persists (clean session off), and control replies come on the edge's shared "
+        "`.../control/reply` topic, which the edge uses only with `mqtt.control_clients: [\"*\"]`.",
+    )
     control_timeout_s: float = Field(
         10.0, gt=0, le=120, description="How long a control command (set_zones) waits for the edge's reply."
     )

@@ -41,8 +41,11 @@ def new_request_id() -> str:
 class ControlChannel:
     """Publishes commands on the ingest's MQTT client and hands back the edge's reply by request id."""
 
-    def __init__(self, client: mqtt.Client, *, prefix: str, client_id: str, timeout_s: float) -> None:
+    def __init__(
+        self, client: mqtt.Client, *, prefix: str, client_id: str, timeout_s: float, mqtt5: bool = True
+    ) -> None:
         self._client = client
+        self._mqtt5 = mqtt5
         self._prefix = prefix
         self._client_id = client_id
         self._timeout = timeout_s
@@ -57,10 +60,14 @@ class ControlChannel:
                 "not_connected", command.request_id, "the dashboard is not connected to the broker"
             )
         topics = Topics(self._prefix, site)
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ResponseTopic = topics.control_reply(edge, self._client_id)
-        props.CorrelationData = command.request_id.encode()
-        props.UserProperty = ("client_id", self._client_id)
+        # Over MQTT 3.1.1 there are no properties: the edge (control_clients "*") answers on the shared
+        # reply topic, which ingest reads like any other, and the request id pairs reply and command.
+        props = None
+        if self._mqtt5:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.ResponseTopic = topics.control_reply(edge, self._client_id)
+            props.CorrelationData = command.request_id.encode()
+            props.UserProperty = ("client_id", self._client_id)
         done = threading.Event()
         replies: list[ControlReply] = []
         if wait:

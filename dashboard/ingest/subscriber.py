@@ -31,10 +31,13 @@ class Ingest:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         settings = ctx.settings.mqtt
+        self.mqtt5 = settings.protocol == "5"
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if self.mqtt5 else mqtt.MQTTv311,
+            # MQTT 3.1.1 keeps the session through clean_session; MQTT 5 through clean_start + expiry.
+            clean_session=None if self.mqtt5 else False,
             manual_ack=True,
         )
         if settings.username:
@@ -57,6 +60,7 @@ class Ingest:
             prefix=settings.prefix,
             client_id=settings.client_id,
             timeout_s=settings.control_timeout_s,
+            mqtt5=self.mqtt5,
         )
         self.dispatcher = Dispatcher(ctx, on_reply=self.control.on_reply)
         self.subscribed = threading.Event()
@@ -73,11 +77,14 @@ class Ingest:
     def start(self) -> None:
         """Connect in the background (a broker that is down now is retried, never fatal)."""
         settings = self.ctx.settings.mqtt
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = settings.session_expiry_s
-        self.client.connect_async(
-            settings.host, settings.port, settings.keepalive_s, clean_start=False, properties=props
-        )
+        if self.mqtt5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = settings.session_expiry_s
+            self.client.connect_async(
+                settings.host, settings.port, settings.keepalive_s, clean_start=False, properties=props
+            )
+        else:
+            self.client.connect_async(settings.host, settings.port, settings.keepalive_s)
         self.client.loop_start()
 
     def stop(self) -> None:

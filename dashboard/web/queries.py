@@ -1,16 +1,15 @@
 """Read queries the pages need beyond the backend's services: alert lists with keyset paging, the live
 wall, statistics buckets, the heat map and report figures. Reads only, always within the user's scope.
 
-Time buckets are computed in Python in the site's time zone (SQLite and PostgreSQL disagree on time zone
-arithmetic); only the columns needed are fetched, so a week of a busy site stays small.
+Counts per time bucket come from the backend's statistics service (`dashboard.storage.stats`), which
+groups in SQL and buckets in the site's time zone; this module only shapes them for the pages.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Final, Literal
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from contract.liveness import DEFAULT_HEARTBEAT_S, MISSED_HEARTBEATS
 from dashboard.auth.scope import Scope
+from dashboard.storage import stats as stats_service
 from dashboard.storage import status as status_service
 from dashboard.storage.models import (
     Camera,
@@ -514,10 +514,12 @@ def camera(db: Session, site: str, camera_id: str) -> Camera | None:
 # ---------------------------------------------------------------------------------------------------
 # Statistics
 
-Granularity = Literal["hour", "day", "week"]
-Dimension = Literal["rule", "zone", "camera"]
+Granularity = stats_service.Granularity
+Dimension = stats_service.Dimension
 #: How far back each granularity looks: a day in hours, two weeks in days, twelve weeks in weeks.
 SPAN: Final = {"hour": timedelta(days=1), "day": timedelta(days=14), "week": timedelta(weeks=12)}
+DIMENSIONS: Final[tuple[Dimension, ...]] = ("rule", "zone", "camera")
+_STEP: Final = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 
 
 @dataclass
@@ -544,46 +546,49 @@ class Stats:
     previous_by_rule: dict[str, int] = field(default_factory=dict)
 
 
-def bucket_start(moment: datetime, granularity: Granularity, zone: tzinfo) -> datetime:
-    """Return the start of the hour, day or ISO week (Monday) holding `moment`, in the site's zone."""
-    local = moment.astimezone(zone)
-    if granularity == "hour":
-        return local.replace(minute=0, second=0, microsecond=0)
-    day = datetime.combine(local.date(), time(0), tzinfo=zone)
-    if granularity == "day":
-        return day
-    return datetime.combine(local.date() - timedelta(days=local.weekday()), time(0), tzinfo=zone)
-
-
-def _buckets(start: datetime, end: datetime, granularity: Granularity, zone: tzinfo) -> list[datetime]:
-    """Return every bucket start from `start` to `end` (local wall time, so DST days stay whole)."""
-    step = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}[granularity]
-    out = []
-    current = bucket_start(start, granularity, zone)
-    while current < end:
-        out.append(current)
-        naive = current.replace(tzinfo=None) + step
-        current = naive.replace(tzinfo=zone)
-    return out
+def _local_shift(moment: datetime, delta: timedelta, zone: tzinfo) -> datetime:
+    """Move a local midnight or hour by `delta` of wall time (days stay days across a DST change)."""
+    return (moment.astimezone(zone).replace(tzinfo=None) + delta).replace(tzinfo=zone)
 
 
 def period(granularity: Granularity, zone: tzinfo, now: datetime) -> tuple[datetime, datetime]:
     """Return the statistics window ending with the current bucket: [start, end)."""
-    current = bucket_start(now, granularity, zone)
-    step = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}[granularity]
-    end = (current.replace(tzinfo=None) + step).replace(tzinfo=zone)
-    start = (end.replace(tzinfo=None) - SPAN[granularity]).replace(tzinfo=zone)
-    return start, end
+    end = _local_shift(stats_service.bucket_start(now, granularity, zone), _STEP[granularity], zone)
+    return _local_shift(end, -SPAN[granularity], zone), end
 
 
-def _fetch(db: Session, scope: Scope, site: str | None, start: datetime, end: datetime) -> Sequence[Any]:
-    """Return (started_at, rule, zone, camera, status) of the events in [start, end)."""
-    query = select(Event.started_at, Event.rule, Event.zone, Event.camera, Event.status).where(
-        scope.filter(Event.site, Event.camera), Event.started_at >= start, Event.started_at < end
+def _totals(series: stats_service.Series, rename: dict[str, str] | None = None) -> dict[str, int]:
+    """Sum a series per key, largest first (the key "-" of events without a value may be renamed)."""
+    totals = {(rename or {}).get(k, k): sum(v) for k, v in series.counts.items()}
+    return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _by_status(db: Session, scope: Scope, site: str | None, start: datetime, end: datetime) -> dict[str, int]:
+    """Count the alerts of [start, end) per workflow status."""
+    query = (
+        select(Event.status, func.count())
+        .where(scope.filter(Event.site, Event.camera), Event.started_at >= start, Event.started_at < end)
+        .group_by(Event.status)
     )
     if site:
         query = query.where(Event.site == site)
-    return db.execute(query).all()
+    return {status: int(n) for status, n in db.execute(query)}
+
+
+def _count(
+    db: Session,
+    scope: Scope,
+    by: Dimension,
+    start: datetime,
+    end: datetime,
+    granularity: Granularity,
+    zone: tzinfo,
+    site: str | None,
+) -> stats_service.Series:
+    """Count alerts of [start, end) per bucket and value of `by` with the backend's statistics service."""
+    return stats_service.counts(
+        db, scope, start=start, end=end, granularity=granularity, by=by, zone=zone, site=site
+    )
 
 
 def statistics(
@@ -596,30 +601,32 @@ def statistics(
     now: datetime,
     no_zone: str = "-",
 ) -> Stats:
-    """Return counts for the window of `granularity` ending now, split by `dimension`, and the one before."""
+    """Return the counts of the window ending now, split by `dimension`, and of the window before
+    (counted by the backend's statistics service, which groups in SQL)."""
     start, end = period(granularity, zone, now)
-    rows = _fetch(db, scope, site, start, end)
-    prev_start = (start.replace(tzinfo=None) - SPAN[granularity]).replace(tzinfo=zone)
-    previous = _fetch(db, scope, site, prev_start, start)
-    labels = _buckets(start, end, granularity, zone)
-    index = {label: i for i, label in enumerate(labels)}
-    groups: dict[str, list[int]] = defaultdict(lambda: [0] * len(labels))
-    position = {"rule": 1, "zone": 2, "camera": 3}[dimension]
-    for row in rows:
-        slot = index.get(bucket_start(row[0], granularity, zone))
-        if slot is not None:
-            groups[row[position] or no_zone][slot] += 1
+    split = _count(db, scope, dimension, start, end, granularity, zone, site)
+    by = {
+        d: split if d == dimension else _count(db, scope, d, start, end, granularity, zone, site)
+        for d in DIMENSIONS
+    }
+    before = _count(
+        db, scope, "rule", _local_shift(start, -SPAN[granularity], zone), start, granularity, zone, site
+    )
+    rename = {"-": no_zone} if dimension == "zone" else {}
     return Stats(
         start=start,
         end=end,
-        total=len(rows),
-        previous_total=len(previous),
-        series=Series(labels=labels, groups=dict(sorted(groups.items()))),
-        by_rule=dict(Counter(r[1] for r in rows).most_common()),
-        by_zone=dict(Counter(r[2] or no_zone for r in rows).most_common()),
-        by_camera=dict(Counter(r[3] for r in rows).most_common()),
-        by_status=dict(Counter(r[4] for r in rows).most_common()),
-        previous_by_rule=dict(Counter(r[1] for r in previous).most_common()),
+        total=split.total,
+        previous_total=split.previous_total,
+        series=Series(
+            labels=split.buckets,
+            groups={rename.get(k, k): v for k, v in sorted(split.counts.items())},
+        ),
+        by_rule=_totals(by["rule"]),
+        by_zone=_totals(by["zone"], {"-": no_zone}),
+        by_camera=_totals(by["camera"]),
+        by_status=_by_status(db, scope, site, start, end),
+        previous_by_rule=_totals(before),
     )
 
 
@@ -711,18 +718,18 @@ def report(
     last_day = first_day + timedelta(days=days - 1)
     start = day_bounds(first_day, zone)[0]
     end = day_bounds(last_day, zone)[1]
-    prev_start = day_bounds(first_day - timedelta(days=days), zone)[0]
-    rows = _fetch(db, scope, site, start, end)
-    previous = _fetch(db, scope, site, prev_start, start)
     granularity: Granularity = "hour" if kind == "daily" else "day"
-    labels = _buckets(start, end, granularity, zone)
-    counts: Counter[datetime] = Counter(bucket_start(r[0], granularity, zone) for r in rows)
+    by = {d: _count(db, scope, d, start, end, granularity, zone, site) for d in DIMENSIONS}
+    buckets = by["rule"].buckets
+    per_bucket = [sum(column) for column in zip(*by["rule"].counts.values(), strict=True)] or [0] * len(
+        buckets
+    )
+    statuses = _by_status(db, scope, site, start, end)
     filters = AlertFilters(site=site, since=first_day, until=last_day)
-    terms = _conditions(filters, zone)
     listing = _rows(
         db,
         select(Event)
-        .where(scope.filter(Event.site, Event.camera), *terms)
+        .where(scope.filter(Event.site, Event.camera), *_conditions(filters, zone))
         .order_by(Event.started_at.asc(), Event.id.asc())
         .limit(max_rows + 1),
     )
@@ -732,15 +739,15 @@ def report(
         end=end,
         first_day=first_day,
         last_day=last_day,
-        total=len(rows),
-        previous_total=len(previous),
-        by_rule=dict(Counter(r[1] for r in rows).most_common()),
-        by_camera=dict(Counter(r[3] for r in rows).most_common()),
-        by_zone=dict(Counter(r[2] or no_zone for r in rows).most_common()),
-        by_status=dict(Counter(r[4] for r in rows).most_common()),
-        per_bucket=[(label, counts.get(label, 0)) for label in labels],
+        total=by["rule"].total,
+        previous_total=by["rule"].previous_total,
+        by_rule=_totals(by["rule"]),
+        by_camera=_totals(by["camera"]),
+        by_zone=_totals(by["zone"], {"-": no_zone}),
+        by_status=dict(sorted(statuses.items(), key=lambda kv: -kv[1])),
+        per_bucket=list(zip(buckets, per_bucket, strict=True)),
         median_ack_s=_median_ack(db, scope, site, start, end),
-        open_count=sum(1 for r in rows if r[4] in ("new", "acknowledged", "assigned")),
+        open_count=sum(n for status, n in statuses.items() if status in ("new", "acknowledged", "assigned")),
         alerts=listing[:max_rows],
         truncated=len(listing) > max_rows,
     )

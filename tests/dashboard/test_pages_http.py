@@ -174,13 +174,48 @@ def test_the_language_is_kept_in_the_profile_and_the_cookie(app: Any) -> None:
 def test_an_edge_that_stopped_sending_heartbeats_is_shown_as_stale(app: Any) -> None:
     with app.state.ctx.db.session() as db:
         long_ago = datetime.now(UTC) - timedelta(minutes=30)
-        status = {"schema_version": 1, "site": "site-a", "edge": "edge-1", "state": "online", "version": "0.1.0"}
+        status = {
+            "schema_version": 1,
+            "site": "site-a",
+            "edge": "edge-1",
+            "state": "online",
+            "version": "0.1.0",
+        }
         ingest_store.store_edge_status(db, EdgeStatusMessage.model_validate({**status, "at": long_ago}))
     page = signed_in(app, "boss").get("/live?site=site-a").text
     edge = page[page.index('data-testid="edge"') :]
     assert 'data-state="stale"' in edge[:1500] and "No heartbeat" in edge[:1500]
     # Its cameras are not shown as online either.
     assert 'data-state="online"' not in page[page.index('id="wall"') : page.index('data-testid="edge"')]
+
+
+HOURLY_BUG = pytest.mark.xfail(
+    strict=True,
+    reason="dashboard.storage.stats._buckets steps 3 hours at a time for hourly buckets (+2 h meant for days "
+    "across DST), so alerts in two of every three hours fall outside the chart; reported to the backend",
+)
+
+
+@pytest.mark.parametrize("by", [pytest.param("hour", marks=HOURLY_BUG), "day", "week"])
+def test_every_alert_of_the_period_is_in_a_bucket(app: Any, by: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    from dashboard.web import queries
+
+    with app.state.ctx.db.session() as db:
+        for hours_ago in (1, 2, 3, 4, 5, 6, 7):
+            ingest_store.store_event(db, event("site-a", "gate", "no_vest", 60 * hours_ago))
+        everything = service.principal_of(service.list_users(db)[0]).scope
+        stats = queries.statistics(
+            db,
+            everything,
+            None,
+            by,
+            "rule",
+            ZoneInfo("Asia/Hong_Kong"),
+            datetime.now(UTC),  # type: ignore[arg-type]
+        )
+    assert sum(sum(values) for values in stats.series.groups.values()) == stats.total == 12
 
 
 def test_the_report_renders_as_a_page_and_as_a_pdf_with_chinese_glyphs(app: Any) -> None:

@@ -66,8 +66,10 @@ def _buckets(start: datetime, end: datetime, granularity: Granularity, zone: tzi
     current = bucket_start(start, granularity, zone)
     while current < end:
         out.append(current)
-        # Step in local wall time and normalise: days stay days across a DST change.
-        current = bucket_start((current + step + timedelta(hours=2)).astimezone(zone), granularity, zone)
+        # Days and weeks: overshoot by 2 h and snap back to the bucket start, so a 23 h or 25 h day across
+        # a DST change still lands on the next local midnight. Hours are fixed-length: no overshoot.
+        slack = timedelta(0) if granularity == "hour" else timedelta(hours=2)
+        current = bucket_start((current + step + slack).astimezone(zone), granularity, zone)
     return out
 
 

@@ -189,14 +189,7 @@ def test_an_edge_that_stopped_sending_heartbeats_is_shown_as_stale(app: Any) -> 
     assert 'data-state="online"' not in page[page.index('id="wall"') : page.index('data-testid="edge"')]
 
 
-HOURLY_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="dashboard.storage.stats._buckets steps 3 hours at a time for hourly buckets (+2 h meant for days "
-    "across DST), so alerts in two of every three hours fall outside the chart; reported to the backend",
-)
-
-
-@pytest.mark.parametrize("by", [pytest.param("hour", marks=HOURLY_BUG), "day", "week"])
+@pytest.mark.parametrize("by", ["hour", "day", "week"])
 def test_every_alert_of_the_period_is_in_a_bucket(app: Any, by: str) -> None:
     from zoneinfo import ZoneInfo
 

@@ -35,7 +35,7 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$dev" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[train,dev,dashboard]'
+  .venv/bin/python -m pip install -q -e '.[train,dev,dashboard,openvino]'
 else
   .venv/bin/python -m pip install -q -e '.[dashboard]'
 fi

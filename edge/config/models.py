@@ -166,8 +166,26 @@ class CameraConfig(Strict):
 class ModelConfig(Strict):
     """The detector: an ONNX file with ultralytics metadata, its thresholds and execution providers."""
 
-    type: Literal["onnxrt"] = Field("onnxrt", description="Detector backend.")
-    path: Path = Field(Path("models/ppe-yolo/model.onnx"), description="Detector model file.")
+    type: Literal["auto", "onnxrt", "openvino"] = Field(
+        "auto",
+        description=(
+            "Detector backend. auto: an OpenVINO IR (.xml) -> openvino; ONNX Runtime with a TensorRT or"
+            " CUDA provider that `providers` asks for -> onnxrt on the GPU; the `openvino` package installed"
+            " -> openvino (about 2x ONNX Runtime on x86 CPUs); else onnxrt. The choice and why are logged."
+        ),
+    )
+    path: Path = Field(
+        Path("models/ppe-yolo/model.onnx"),
+        description="Detector model file: ONNX (any backend) or OpenVINO IR .xml (openvino; the INT8 one).",
+    )
+    device: str = Field("CPU", description="OpenVINO device (CPU, GPU for an Intel iGPU); openvino only.")
+    precision: Literal["f32", "bf16", "f16"] = Field(
+        "f32",
+        description=(
+            "OpenVINO compute precision for float layers (openvino only). bf16 is faster on CPUs with"
+            " AVX512-BF16 or AMX but moves scores by up to 0.08; INT8 comes from the model file instead."
+        ),
+    )
     confidence: dict[str, Annotated[float, Field(gt=0, lt=1)]] = Field(
         default_factory=lambda: {"person": 0.35, "helmet": 0.3, "head": 0.3, "vest": 0.3, "no_vest": 0.3},
         description="Minimum confidence per class name; classes not listed use `default_confidence`.",
@@ -180,7 +198,7 @@ class ModelConfig(Strict):
         default_factory=lambda: list(DEFAULT_PROVIDERS),
         description="Execution providers in order of preference; unavailable ones are skipped and logged.",
     )
-    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: ONNX Runtime decides).")
+    threads: int = Field(0, ge=0, description="Inference threads (0: the backend decides).")
     max_batch: int = Field(
         4, ge=1, le=64, description="Cameras batched into one inference when the model allows."
     )

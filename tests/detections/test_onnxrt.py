@@ -57,7 +57,7 @@ def test_batch_matches_single_image_results(detector):
 
 
 def test_unavailable_providers_fall_back_to_cpu_and_say_what_they_got():
-    d = create_detector(ModelConfig(path=MODEL, providers=["tensorrt", "cuda", "cpu"]))
+    d = create_detector(ModelConfig(type="onnxrt", path=MODEL, providers=["tensorrt", "cuda", "cpu"]))
     assert d.info.providers == ["CPUExecutionProvider"]
 
 

@@ -1,8 +1,11 @@
-"""One handler per message kind: parse and check the payload, write it to storage, tell live pages.
+"""One handler per message kind, in two steps: `prepare` parses and checks the payload (and writes files),
+`store` writes a batch of prepared messages to the database in one transaction and, once it committed,
+tells live pages.
 
-`Dispatcher.handle` never raises for bad input: a malformed, unknown-version, oversized or misaddressed
-payload is rejected, logged (rate-limited) and counted by kind and reason. Only storage failures raise,
-so the subscriber can leave the message unacknowledged and have the broker deliver it again.
+Neither raises for bad input: a malformed, unknown-version, oversized or misaddressed payload is rejected
+by `prepare` before any transaction, logged (rate-limited) and counted by kind and reason, so it never
+fails a batch. Only storage failures raise, so the subscriber can leave the messages unacknowledged and
+have the broker deliver them again.
 """
 
 from __future__ import annotations
@@ -10,14 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from contract.evidence import CHUNK_BYTES, decode_chunk
+from contract.evidence import CHUNK_BYTES, EvidenceChunk, decode_chunk
 from contract.payloads import (
     SCHEMA_VERSION,
     AlarmMessage,
@@ -30,7 +33,7 @@ from contract.payloads import (
 )
 from contract.topics import ParsedTopic, TopicKind, parse_topic
 from dashboard.context import AppContext
-from dashboard.ingest.evidence import ChunkAssembler
+from dashboard.ingest.evidence import AssemblyResult, ChunkAssembler
 from dashboard.ingest.metrics import RateLimitedLog
 from dashboard.storage import ingest_store as store
 
@@ -60,6 +63,18 @@ class Rejected(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A message that passed its checks: its kind and what its handler's write step takes."""
+
+    kind: TopicKind
+    content: Any
+
+
+#: What a write step returns: the result, and what to do once the transaction committed (or None).
+Written = tuple[str, Callable[[], None] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +113,25 @@ def _same_place(parsed: ParsedTopic, site: str, camera: str | None = None, edge:
 
 
 class Dispatcher:
-    """Routes a message by topic kind to its handler; each handler commits its own transaction."""
+    """Routes a message by topic kind to its handler: checks first, then writes a batch in one transaction."""
 
     def __init__(self, ctx: AppContext, on_reply: Callable[[ControlReply], None] | None = None) -> None:
         self.ctx = ctx
         self.assembler = ChunkAssembler(ctx.settings.scratch_dir, ctx.settings.evidence_dir)
         self.on_reply = on_reply
         self._warn = RateLimitedLog(log)
-        self._handlers: dict[TopicKind, Callable[[Session, ParsedTopic, bytes], str]] = {
-            TopicKind.EVENTS: self._event,
+        self._checks: dict[TopicKind, Callable[[ParsedTopic, bytes], Any]] = {
+            TopicKind.EVENTS: self._check_event,
+            TopicKind.CAMERA_STATUS: self._check_camera_status,
+            TopicKind.EDGE_STATUS: self._check_edge_status,
+            TopicKind.HEARTBEAT: self._check_heartbeat,
+            TopicKind.SNAPSHOT: self._check_snapshot,
+            TopicKind.ZONES: self._check_zones,
+            TopicKind.EVIDENCE: self._check_evidence,
+            TopicKind.CONTROL_REPLY: self._check_control_reply,
+            TopicKind.ALARM: self._check_alarm,
+        }
+        self._writes: dict[TopicKind, Callable[[Session, Any], Written]] = {
             TopicKind.CAMERA_STATUS: self._camera_status,
             TopicKind.EDGE_STATUS: self._edge_status,
             TopicKind.HEARTBEAT: self._heartbeat,
@@ -118,22 +143,58 @@ class Dispatcher:
         }
 
     def handle(self, topic: str, payload: bytes) -> Outcome:
-        """Handle one message; bad input is counted and refused, storage errors propagate."""
+        """Handle one message alone; bad input is refused and counted, storage errors raise."""
+        prepared = self.prepare(topic, payload)
+        if isinstance(prepared, Outcome):
+            return prepared
+        return self.store([prepared])[0]
+
+    def prepare(self, topic: str, payload: bytes) -> Prepared | Outcome:
+        """Check one message outside any transaction: a Prepared to store, or the counted Outcome of a
+        message refused or not ours to store."""
         parsed = parse_topic(self.ctx.settings.mqtt.prefix, topic)
         if parsed is None:
             return self._count(Outcome("unknown", "ignored"))
         kind = parsed.kind
-        handler = self._handlers.get(kind)
-        if handler is None:  # control commands (ours and other consoles'): not ours to store
+        check = self._checks.get(kind)
+        if check is None:  # control commands (ours and other consoles'): not ours to store
             return self._count(Outcome(kind.value, "ignored"))
         if len(payload) > MAX_BYTES[kind]:
             return self._reject(kind.value, topic, Rejected("oversized", f"{len(payload)} bytes"))
         try:
-            with self.ctx.db.session() as db:
-                result = handler(db, parsed, payload)
+            return Prepared(kind, check(parsed, payload))
         except Rejected as exc:
             return self._reject(kind.value, topic, exc)
-        return self._count(Outcome(kind.value, result))
+
+    def store(self, items: Sequence[Prepared]) -> list[Outcome]:
+        """Write `items` in their order in one transaction; after the commit, notify and count each.
+
+        Raises (and nothing of the batch is kept) when storage fails."""
+        with self.ctx.db.session() as db:
+            written = self._write(db, items)
+        outcomes = []
+        for item, (result, after) in zip(items, written, strict=True):
+            if after is not None:
+                try:
+                    after()
+                except Exception:  # stored and committed: a failing notification must not undo that
+                    log.exception("notifying about a stored %s message failed", item.kind.value)
+            outcomes.append(self._count(Outcome(item.kind.value, result)))
+        return outcomes
+
+    def _write(self, db: Session, items: Sequence[Prepared]) -> list[Written]:
+        """Run the write step of each item; consecutive events are stored together (one query per table)."""
+        written: list[Written] = []
+        run: list[EventMessage] = []
+        for item in items:
+            if item.kind is TopicKind.EVENTS:
+                run.append(item.content)
+                continue
+            written.extend(self._events(db, run))
+            run = []
+            written.append(self._writes[item.kind](db, item.content))
+        written.extend(self._events(db, run))
+        return written
 
     def _count(self, outcome: Outcome) -> Outcome:
         self.ctx.metrics.messages.labels(outcome.kind, outcome.result).inc()
@@ -146,65 +207,33 @@ class Dispatcher:
         )
         return self._count(Outcome(kind, "rejected", exc.reason))
 
-    def _publish(self, item: dict[str, Any]) -> None:
-        self.ctx.hub.publish(item)
+    def _publish(self, item: dict[str, Any]) -> Callable[[], None]:
+        """Return the notification of live pages to send once the transaction committed."""
+        return lambda: self.ctx.hub.publish(item)
 
-    # --- handlers: (session, topic, payload) -> result ---------------------------------------------
+    # --- checks: (topic, payload) -> what the write step takes; raise Rejected -----------------------
 
-    def _event(self, db: Session, parsed: ParsedTopic, payload: bytes) -> str:
+    def _check_event(self, parsed: ParsedTopic, payload: bytes) -> EventMessage:
         message = parse_json(payload, EventMessage)
         _same_place(parsed, message.site, camera=message.camera)
-        event = store.store_event(db, message)
-        if event is None:
-            return "duplicate"
-        db.commit()
-        self._publish(
-            {
-                "type": "event",
-                "id": event.id,
-                "event_id": event.event_id,
-                "phase": message.type.value,
-                "site": event.site,
-                "camera": event.camera,
-                "zone": event.zone,
-                "rule": event.rule,
-                "status": event.status,
-                "started_at": event.started_at.isoformat(),
-            }
-        )
-        return "stored"
+        return message
 
-    def _camera_status(self, db: Session, parsed: ParsedTopic, payload: bytes) -> str:
+    def _check_camera_status(self, parsed: ParsedTopic, payload: bytes) -> CameraStatusMessage:
         message = parse_json(payload, CameraStatusMessage)
         _same_place(parsed, message.site, camera=message.camera)
-        row = store.store_camera_status(db, message)
-        if row is None:
-            return "stale"
-        db.commit()
-        self._publish({"type": "camera", "site": row.site, "camera": row.camera, "state": row.state})
-        return "stored"
+        return message
 
-    def _edge_status(self, db: Session, parsed: ParsedTopic, payload: bytes) -> str:
+    def _check_edge_status(self, parsed: ParsedTopic, payload: bytes) -> EdgeStatusMessage:
         message = parse_json(payload, EdgeStatusMessage)
         _same_place(parsed, message.site, edge=message.edge)
-        row = store.store_edge_status(db, message)
-        if row is None:
-            return "stale"
-        db.commit()
-        self._publish({"type": "edge", "site": row.site, "edge": row.edge, "state": row.state})
-        return "stored"
+        return message
 
-    def _heartbeat(self, db: Session, parsed: ParsedTopic, payload: bytes) -> str:
+    def _check_heartbeat(self, parsed: ParsedTopic, payload: bytes) -> HeartbeatMessage:
         message = parse_json(payload, HeartbeatMessage)
         _same_place(parsed, message.site, edge=message.edge)
-        row = store.store_heartbeat(db, message)
-        if row is None:
-            return "stale"
-        db.commit()
-        self._publish({"type": "heartbeat", "site": row.site, "edge": row.edge})
-        return "stored"
+        return message
 
-    def _snapshot(self, db: Session, parsed: ParsedTopic, payload: bytes) -> str:
+    def _check_snapshot(self, parsed: ParsedTopic, payload: bytes) -> tuple[str, str, str]:
         if not payload.startswith(JPEG_MAGIC):
             raise Rejected("malformed", "snapshot is not a JPEG")
         assert parsed.camera is not None
@@ -215,22 +244,16 @@ class Dispatcher:
         tmp = target.with_suffix(".jpg.tmp")
         tmp.write_bytes(payload)
         os.replace(tmp, target)
-        store.store_snapshot(db, parsed.site, parsed.camera, relative)
-        db.commit()
-        self._publish({"type": "snapshot", "site": parsed.site, "camera": parsed.camera})
-        return "stored"
+        return parsed.site, parsed.camera, relative
 
-    def _zones(self, db: Session, parsed: ParsedTopic, payload: bytes) -> str:
+    def _check_zones(self, parsed: ParsedTopic, payload: bytes) -> CameraZonesMessage:
         message = parse_json(payload, CameraZonesMessage)
         _same_place(parsed, message.site, camera=message.camera)
-        row = store.store_zones(db, message)
-        if row is None:
-            return "stale"
-        db.commit()
-        self._publish({"type": "zones", "site": row.site, "camera": row.camera})
-        return "stored"
+        return message
 
-    def _evidence(self, db: Session, parsed: ParsedTopic, payload: bytes) -> str:
+    def _check_evidence(self, parsed: ParsedTopic, payload: bytes) -> tuple[EvidenceChunk, AssemblyResult]:
+        """Decode a chunk and add it to its file (on disk, before any transaction: a batch that is written
+        again after a failure then only repeats the row, not the reassembly)."""
         try:
             header, data = decode_chunk(payload)
         except ValueError as exc:
@@ -244,28 +267,100 @@ class Dispatcher:
             raise Rejected(
                 "sha_mismatch", f"{header.path}: the chunks do not add up to sha256 {header.sha256}"
             )
-        if result.result == "partial":
-            return "partial"
-        assert result.relative is not None
-        store.store_evidence_file(db, header, result.relative)
-        db.commit()
-        self._publish({"type": "evidence", "site": header.site, "camera": header.camera, "path": header.path})
-        return "stored" if result.result == "complete" else "duplicate"
+        return header, result
 
-    def _control_reply(self, db: Session, parsed: ParsedTopic, payload: bytes) -> str:
+    def _check_control_reply(self, parsed: ParsedTopic, payload: bytes) -> ControlReply:
         message = parse_json(payload, ControlReply)
         _same_place(parsed, message.site, edge=message.edge)
-        store.store_control_reply(db, message)
-        db.commit()
-        if self.on_reply is not None:
-            self.on_reply(message)
-        return "stored"
+        return message
 
-    def _alarm(self, db: Session, parsed: ParsedTopic, payload: bytes) -> str:
+    def _check_alarm(self, parsed: ParsedTopic, payload: bytes) -> AlarmMessage:
         message = parse_json(payload, AlarmMessage)
         _same_place(parsed, message.site)
+        return message
+
+    # --- writes: (session, checked content) -> (result, after the commit); never commit ------------
+
+    def _events(self, db: Session, messages: list[EventMessage]) -> list[Written]:
+        if not messages:
+            return []
+        written: list[Written] = []
+        for message, event in zip(messages, store.store_events(db, messages), strict=True):
+            if event is None:
+                written.append(("duplicate", None))
+                continue
+            written.append(
+                (
+                    "stored",
+                    self._publish(
+                        {
+                            "type": "event",
+                            "id": event.id,
+                            "event_id": event.event_id,
+                            "phase": message.type.value,
+                            "site": event.site,
+                            "camera": event.camera,
+                            "zone": event.zone,
+                            "rule": event.rule,
+                            "status": event.status,
+                            "started_at": event.started_at.isoformat(),
+                        }
+                    ),
+                )
+            )
+        return written
+
+    def _camera_status(self, db: Session, message: CameraStatusMessage) -> Written:
+        row = store.store_camera_status(db, message)
+        if row is None:
+            return "stale", None
+        return "stored", self._publish(
+            {"type": "camera", "site": row.site, "camera": row.camera, "state": row.state}
+        )
+
+    def _edge_status(self, db: Session, message: EdgeStatusMessage) -> Written:
+        row = store.store_edge_status(db, message)
+        if row is None:
+            return "stale", None
+        return "stored", self._publish(
+            {"type": "edge", "site": row.site, "edge": row.edge, "state": row.state}
+        )
+
+    def _heartbeat(self, db: Session, message: HeartbeatMessage) -> Written:
+        row = store.store_heartbeat(db, message)
+        if row is None:
+            return "stale", None
+        return "stored", self._publish({"type": "heartbeat", "site": row.site, "edge": row.edge})
+
+    def _snapshot(self, db: Session, content: tuple[str, str, str]) -> Written:
+        site, camera, relative = content
+        store.store_snapshot(db, site, camera, relative)
+        return "stored", self._publish({"type": "snapshot", "site": site, "camera": camera})
+
+    def _zones(self, db: Session, message: CameraZonesMessage) -> Written:
+        row = store.store_zones(db, message)
+        if row is None:
+            return "stale", None
+        return "stored", self._publish({"type": "zones", "site": row.site, "camera": row.camera})
+
+    def _evidence(self, db: Session, content: tuple[EvidenceChunk, AssemblyResult]) -> Written:
+        header, result = content
+        if result.result == "partial":
+            return "partial", None
+        assert result.relative is not None
+        store.store_evidence_file(db, header, result.relative)
+        notify = self._publish(
+            {"type": "evidence", "site": header.site, "camera": header.camera, "path": header.path}
+        )
+        return ("stored" if result.result == "complete" else "duplicate"), notify
+
+    def _control_reply(self, db: Session, message: ControlReply) -> Written:
+        store.store_control_reply(db, message)
+        on_reply = self.on_reply
+        return "stored", (None if on_reply is None else lambda: on_reply(message))
+
+    def _alarm(self, db: Session, message: AlarmMessage) -> Written:
         # Alarms are not stored (the event is); live pages show the siren state.
         item = message.model_dump(mode="json")
         item["type"] = "alarm"
-        self._publish(item)
-        return "ignored"
+        return "ignored", self._publish(item)

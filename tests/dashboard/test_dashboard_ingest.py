@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from contract.evidence import CHUNK_BYTES, file_chunks
 from dashboard.app import build_context
 from dashboard.context import AppContext
-from dashboard.ingest.handlers import Dispatcher
+from dashboard.ingest.handlers import Dispatcher, Prepared
 from dashboard.storage.migrate import upgrade
 from dashboard.storage.models import Camera, Edge, Event, EventMessageRow, EvidenceFile
 
@@ -210,3 +210,81 @@ def test_evidence_paths_that_climb_out_and_other_edges_are_refused(
     huge = header + b"\n" + b"z" * (CHUNK_BYTES + 5000)
     assert dispatcher.handle(EVIDENCE, huge).reason == "oversized"
     assert not list(ctx.settings.evidence_dir.rglob("*"))
+
+
+def _prepared(dispatcher: Dispatcher, payloads: list[bytes], topic: str = EVENTS) -> list[Prepared]:
+    items = [dispatcher.prepare(topic, payload) for payload in payloads]
+    return [item for item in items if isinstance(item, Prepared)]
+
+
+def test_a_batch_stores_a_message_id_once_and_keeps_an_events_order(
+    ingest: tuple[AppContext, Dispatcher],
+) -> None:
+    ctx, dispatcher = ingest
+    event_id = uuid.uuid4()
+    start = datetime(2025, 6, 2, 1, 30, tzinfo=UTC)
+    clip = {"kind": "clip", "path": "gate/clip.mp4", "sha256": None, "offset_s": 3.0}
+    snap = {"kind": "snapshot", "path": "gate/snap.jpg", "sha256": "a" * 64, "offset_s": None}
+    first = event_payload(event_id=event_id, phase="start", started_at=start, evidence=[snap, clip])
+    late = {**clip, "sha256": "b" * 64}
+    end = event_payload(event_id=event_id, phase="end", started_at=start, evidence=[snap, late],
+                        emitted_at=start + timedelta(seconds=6), end_reason="cleared")  # fmt: skip
+    other = event_payload()
+    payloads = [json.dumps(p).encode() for p in (first, first, end, other, end, other)]
+    outcomes = dispatcher.store(_prepared(dispatcher, payloads))
+    assert [o.result for o in outcomes] == [
+        "stored",
+        "duplicate",
+        "stored",
+        "stored",
+        "duplicate",
+        "duplicate",
+    ]
+    # A later batch with the same ids: duplicates too.
+    again = dispatcher.store(_prepared(dispatcher, payloads[:1]))
+    assert [o.result for o in again] == ["duplicate"]
+    with ctx.db.session() as db:
+        assert db.scalar(select(func.count()).select_from(EventMessageRow)) == 3
+        assert db.scalar(select(func.count()).select_from(Event)) == 2
+        event = db.scalars(select(Event).where(Event.event_id == str(event_id))).one()
+        assert (event.phase, event.end_reason) == ("end", "cleared")
+        assert [m.type for m in event.messages] == ["start", "end"]
+        files = {link.evidence.path: link for link in event.evidence_links}
+        assert set(files) == {"gate/snap.jpg", "gate/clip.mp4"}
+        assert files["gate/clip.mp4"].evidence.sha256 == "b" * 64 and files["gate/clip.mp4"].offset_s == 3.0
+    assert ctx.metrics.message_count("events", "duplicate") == 4
+
+
+def test_a_clip_retracted_within_a_batch_is_not_linked(ingest: tuple[AppContext, Dispatcher]) -> None:
+    ctx, dispatcher = ingest
+    event_id = uuid.uuid4()
+    start = datetime(2025, 6, 2, 1, 30, tzinfo=UTC)
+    clip = {"kind": "clip", "path": "gate/clip.mp4", "sha256": None, "offset_s": 0.0}
+    snap = {"kind": "snapshot", "path": "gate/snap.jpg", "sha256": None, "offset_s": None}
+    end = event_payload(event_id=event_id, phase="end", started_at=start, evidence=[snap, clip])
+    update = event_payload(event_id=event_id, phase="update", started_at=start, evidence=[snap],
+                           emitted_at=start + timedelta(seconds=30))  # fmt: skip
+    dispatcher.store(_prepared(dispatcher, [json.dumps(end).encode(), json.dumps(update).encode()]))
+    with ctx.db.session() as db:
+        event = db.scalars(select(Event)).one()
+        assert event.phase == "end"
+        assert [link.evidence.path for link in event.evidence_links] == ["gate/snap.jpg"]
+
+
+def test_bad_messages_in_a_burst_are_refused_before_the_batch_and_the_rest_stored(
+    ingest: tuple[AppContext, Dispatcher],
+) -> None:
+    ctx, dispatcher = ingest
+    good = [json.dumps(event_payload()).encode() for _ in range(6)]
+    burst = [
+        *good[:3],
+        b"not json",
+        json.dumps({**event_payload(), "schema_version": 99}).encode(),
+        *good[3:],
+    ]
+    prepared = [dispatcher.prepare(EVENTS, payload) for payload in burst]
+    assert [getattr(item, "reason", None) for item in prepared][3:5] == ["malformed", "unknown_version"]
+    outcomes = dispatcher.store([item for item in prepared if isinstance(item, Prepared)])
+    assert [o.result for o in outcomes] == ["stored"] * 6
+    with ctx.db.session() as db:
+        assert db.scalar(select(func.count()).select_from(EventMessageRow)) == 6

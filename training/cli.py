@@ -327,7 +327,7 @@ def train_command(
 
 
 def eval_command(
-    model: Annotated[Path, typer.Option(help="The ONNX model to evaluate.")],
+    model: Annotated[Path, typer.Option(help="The model to evaluate: ONNX, or an OpenVINO IR .xml (INT8).")],
     data: Annotated[Path, typer.Option(help="The dataset's data.yaml.")],
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the full report here.")] = None,
     split: Annotated[str, typer.Option(help="val, test or train.")] = "val",
@@ -475,7 +475,9 @@ def _run_record(weights: Path) -> dict[str, Any]:
 
 def export_command(
     weights: Annotated[Path, typer.Option(help="Trained ultralytics weights (.pt).")],
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="Where to write the ONNX model.")],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write the ONNX model (.pt weights).")
+    ] = None,
     imgsz: Annotated[int | None, typer.Option(help="Input size; default: the training run's.")] = None,
     dynamic: Annotated[bool, typer.Option(help="Dynamic batch axis (else fixed --batch).")] = False,
     batch: Annotated[int, typer.Option(help="Fixed batch size, without --dynamic.")] = 1,
@@ -489,14 +491,31 @@ def export_command(
     ] = None,
     calibration_count: Annotated[int, typer.Option(help="Images in the calibration set.")] = 300,
     engine: Annotated[bool, typer.Option(help="Also build a TensorRT engine (NVIDIA GPU only).")] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            help="Also write an INT8 OpenVINO IR beside the ONNX (<name>-int8.xml), quantized by NNCF on the "
+            "--calibration set (written first when --data is given and the set is missing). With .onnx "
+            "--weights: quantize that file only."
+        ),
+    ] = False,
 ) -> None:
-    """Export to ONNX with SiteSentry metadata; optionally an INT8 calibration set and a TensorRT engine."""
+    """Export to ONNX with SiteSentry metadata; optionally INT8 (calibration set, OpenVINO IR, TensorRT)."""
     _logging()
     with _one_line_errors():
         from training.evaluate import headline
         from training.export import build_tensorrt, export_onnx, gpu_missing_reason, write_calibration_set
         from training.train import dataset_hash
 
+        if weights.suffix == ".onnx":  # already exported: only the INT8 step applies
+            if not int8:
+                raise ValueError(f"{weights}: an ONNX file is already exported; pass .pt weights, or --int8")
+            if calibration is None:
+                raise ValueError("--int8 needs --calibration (the folder `--calibration` wrote)")
+            _export_int8(weights, calibration, None, calibration_count)
+            return
+        if out_file is None:
+            raise ValueError("--out is needed to export .pt weights")
         record = _run_record(weights)
         data = data or (Path(record["config"]["data"]) if record.get("config", {}).get("data") else None)
         data_hash = (
@@ -520,8 +539,13 @@ def export_command(
                 raise ValueError("--calibration needs --data (or a run.json naming the training data)")
             from training.datasets.yolo import read_yolo
 
-            listing = write_calibration_set(read_yolo(data), calibration, calibration_count)
-            stdout.print(f"wrote INT8 calibration images listed in {listing}", highlight=False)
+            if not (int8 and (calibration / "calibration.txt").is_file()):
+                listing = write_calibration_set(read_yolo(data), calibration, calibration_count)
+                stdout.print(f"wrote INT8 calibration images listed in {listing}", highlight=False)
+        if int8:
+            if calibration is None:
+                raise ValueError("--int8 needs --calibration (and --data to write the set)")
+            _export_int8(onnx_path, calibration, data, calibration_count)
         if engine:
             reason = gpu_missing_reason()
             if reason is not None:
@@ -532,6 +556,21 @@ def export_command(
                     f"TensorRT engine: {built}" if built else "TensorRT engine skipped (see log)",
                     highlight=False,
                 )
+
+
+def _export_int8(onnx_path: Path, calibration: Path, data: Path | None, count: int) -> None:
+    """Quantize to the INT8 IR beside the ONNX file; with --data, evaluate it into <stem>.metrics.json."""
+    from training.export import int8_path, quantize_int8
+
+    xml = quantize_int8(onnx_path, calibration / "calibration.txt", int8_path(onnx_path), subset_size=count)
+    stdout.print(f"wrote INT8 OpenVINO IR {xml} (+ {xml.with_suffix('.bin').name})", highlight=False)
+    if data is not None:
+        from training.evaluate import evaluate
+
+        report = evaluate(xml, data)
+        metrics = xml.with_name(f"{xml.stem}.metrics.json")
+        metrics.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        stdout.print(f"INT8 mAP50 {report.map50:.3f} ({report.split} split) -> {metrics}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

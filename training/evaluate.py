@@ -370,6 +370,7 @@ def evaluate(
     """
     from edge.detections.onnxrt import OnnxDetector
     from edge.detections.tiling import detect_tiled
+    from edge.detections.yolo import YoloDetector
 
     if split not in _SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(_SPLITS)}")
@@ -393,7 +394,13 @@ def evaluate(
             f"{len(dataset.problems)} problem(s) reading {data}; `sitesentry dataset validate` lists them"
         )
 
-    def detector(confidence: dict[str, float], default: float) -> OnnxDetector:
+    def detector(confidence: dict[str, float], default: float) -> YoloDetector:
+        if Path(model).suffix == ".xml":  # an OpenVINO IR (the INT8 export): only OpenVINO reads it
+            from edge.detections.openvino_backend import OpenVinoDetector
+
+            return OpenVinoDetector(
+                model, "CPU", confidence, default, model_config.iou, threads, expected_names=CLASS_NAMES
+            )
         return OnnxDetector(
             model, providers, confidence, default, model_config.iou, threads, expected_names=CLASS_NAMES
         )

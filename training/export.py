@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import shutil
 import subprocess
 import tempfile
@@ -240,3 +241,101 @@ def build_tensorrt(
     command = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={out}"] + (["--fp16"] if half else [])
     subprocess.run(command, check=True, timeout=3600)
     return out
+
+
+def int8_path(onnx_path: Path) -> Path:
+    """Where the INT8 OpenVINO IR of an ONNX model goes: beside it, `<stem>-int8.xml` (+ `.bin`)."""
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(f"{onnx_path.stem}-int8.xml")
+
+
+def read_calibration_images(listing: Path) -> list[Path]:
+    """The image paths a calibration listing (`write_calibration_set`) names, relative to its folder."""
+    listing = Path(listing)
+    if not listing.is_file():
+        raise ExportError(f"{listing}: no calibration listing (`sitesentry export --calibration` writes one)")
+    paths = [listing.parent / line.strip() for line in listing.read_text(encoding="utf-8").splitlines()]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        raise ExportError(f"{listing}: lists no readable images")
+    return paths
+
+
+def decode_tail_scope(node_names: list[str]) -> tuple[list[str], list[str]]:
+    """Name patterns and op types of the YOLO head's box-decoding tail (DFL, anchors, sigmoid), kept FP32.
+
+    The tail turns distances into pixels (values up to the input size) next to class scores in 0..1; one
+    INT8 scale for both costs box accuracy, as ultralytics' own OpenVINO INT8 export also avoids.
+    """
+    heads = [int(m.group(1)) for n in node_names if (m := re.match(r"/model\.(\d+)/", n))]
+    if not heads:
+        return [], ["Sigmoid"]
+    head = max(heads)
+    # Everything in the head except its cv2/cv3 convolution branches: DFL, anchor grid, decode arithmetic.
+    return [rf"/model\.{head}/(?!cv\d).*"], ["Sigmoid"]
+
+
+def quantize_int8(
+    onnx_path: Path,
+    listing: Path,
+    out: Path | None = None,
+    subset_size: int = 300,
+    keep_tail_fp32: bool = True,
+) -> Path:
+    """Quantize an exported ONNX detector to an INT8 OpenVINO IR with NNCF post-training quantization.
+
+    Calibration images are letterboxed exactly as the edge runtime does; the metadata (class names, input
+    size, SiteSentry keys) travels in the IR's rt_info, where the OpenVINO backend reads it.
+    """
+    import cv2
+    import numpy as np
+
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError:
+        raise ExportError("--int8 needs the openvino extra (pip install -e '.[openvino]')") from None
+    from edge.detections.boxes import letterbox, to_blob
+
+    onnx_path = Path(onnx_path)
+    out = Path(out) if out is not None else int8_path(onnx_path)
+    images = read_calibration_images(listing)
+    meta = read_metadata(onnx_path)
+    imgsz = _parse_imgsz(meta)
+    core = ov.Core()
+    model = core.read_model(str(onnx_path))
+
+    def transform(path: Path) -> np.ndarray:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ExportError(f"{path}: calibration image is not readable")
+        return to_blob([letterbox(image, imgsz)[0]])
+
+    ignored = None
+    if keep_tail_fp32:
+        patterns, types = decode_tail_scope([op.get_friendly_name() for op in model.get_ops()])
+        ignored = nncf.IgnoredScope(patterns=patterns, types=types, validate=False)
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(images, transform),
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=min(subset_size, len(images)),
+        ignored_scope=ignored,
+    )
+    for key, value in meta.items():  # nncf keeps rt_info today; set it again so the IR never loses it
+        quantized.set_rt_info(value, ["framework", key])
+    quantized.set_rt_info("int8 (nncf ptq, box-decoding tail fp32)" if keep_tail_fp32 else "int8 (nncf ptq)",
+                          ["framework", "sitesentry_precision"])  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(quantized, str(out), compress_to_fp16=False)
+    log.info("quantized %s -> %s with %d calibration images", onnx_path, out, min(subset_size, len(images)))
+    return out
+
+
+def _parse_imgsz(meta: Mapping[str, str]) -> tuple[int, int]:
+    import ast
+
+    imgsz = ast.literal_eval(meta.get("imgsz", "None"))
+    if not isinstance(imgsz, list | tuple) or len(imgsz) != 2:
+        raise ExportError(f"exported `imgsz` metadata is not [h, w]: {meta.get('imgsz')!r}")
+    return int(imgsz[0]), int(imgsz[1])

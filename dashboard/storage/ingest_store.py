@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from contract.evidence import EvidenceChunk
@@ -96,6 +96,7 @@ def store_events(db: Session, messages: Sequence[EventMessage]) -> list[Event | 
     rows = _BatchRows.load(db, messages)
     now = _now()
     results: list[Event | None] = []
+    timeline: list[tuple[Event, EventMessage, str, dict[str, Any]]] = []
     for message in messages:
         message_id = str(message.message_id)
         if message_id in rows.seen:
@@ -114,20 +115,36 @@ def store_events(db: Session, messages: Sequence[EventMessage]) -> list[Event | 
             event.updated_at = now
         if newest:
             _replace_evidence(db, rows, event, message)
-        db.add(
-            EventMessageRow(
-                event=event,
-                message_id=message_id,
-                type=message.type.value,
-                emitted_at=message.emitted_at,
-                received_at=now,
-                payload=payload,
-            )
-        )
-        db.add(ProcessedMessage(message_id=message_id, kind="event", received_at=now))
+        timeline.append((event, message, message_id, payload))
         results.append(event)
-    # Callers read the new rows' ids (live notifications, links); one flush writes the whole batch.
+    # The events, evidence files and links first (the timeline rows need the events' ids); then the
+    # timeline and the processed ids as plain multi-row INSERTs: thousands of ORM objects cost more than
+    # the statements themselves.
     db.flush()
+    if timeline:
+        db.execute(
+            insert(EventMessageRow),
+            [
+                {
+                    "event_pk": event.id,
+                    "message_id": message_id,
+                    "type": message.type.value,
+                    "emitted_at": message.emitted_at,
+                    "received_at": now,
+                    "payload": payload,
+                }
+                for event, message, message_id, payload in timeline
+            ],
+        )
+        db.execute(
+            insert(ProcessedMessage),
+            [
+                {"message_id": message_id, "kind": "event", "received_at": now}
+                for _, _, message_id, _ in timeline
+            ],
+        )
+        for event in {id(event): event for event, *_ in timeline}.values():
+            db.expire(event, ["messages"])  # a timeline read later in this session sees the new rows
     return results
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.bench import run_bench
+from edge.bench import BenchBackend, run_bench
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,6 +19,8 @@ def test_bench_reports_every_stage_and_both_camera_counts():
         e2e_seconds=2.0,
         mqtt=False,
         repeats=2,
+        backends=[BenchBackend("onnxrt", "fp32", REPO / "models" / "ppe-yolo" / "model.onnx")],
+        cameras=(1, 4),
     )
     stages = results["pipeline"]["stages"]
     expected = {"decode", "preprocess", "inference", "postprocess", "tracking", "rules", "evidence"}
@@ -31,6 +33,7 @@ def test_bench_reports_every_stage_and_both_camera_counts():
     assert all(r["clips_written"] + r["clips_skipped_backlog"] > 0 for r in results["end_to_end"])
     assert len(results["end_to_end"][0]["runs_fps"]) == 2
     assert results["peak_rss_mb"] > 0
+    assert [(b["backend"], b["precision"]) for b in results["backends"]] == [("onnxrt", "fp32")]
 
 
 def test_bench_refuses_a_missing_video(tmp_path):

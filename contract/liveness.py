@@ -20,22 +20,38 @@ DEFAULT_HEARTBEAT_S: Final = 30.0
 Liveness = Literal["online", "stale", "offline", "unknown"]
 
 
+def stale_after_s(status: EdgeStatusMessage | None, heartbeat: HeartbeatMessage | None) -> float:
+    """Return the seconds of silence after which an edge saying `online` is stale: MISSED_HEARTBEATS of the
+    interval its newest heartbeat (else its status, else the default) promised."""
+    interval = (
+        (heartbeat.interval_s if heartbeat is not None else None)
+        or (status.heartbeat_s if status is not None else None)
+        or DEFAULT_HEARTBEAT_S
+    )
+    return MISSED_HEARTBEATS * interval
+
+
+def last_seen(status: EdgeStatusMessage | None, heartbeat: HeartbeatMessage | None) -> datetime | None:
+    """Return the newest sign of life: the heartbeat's `at`, or the status's when it is newer (None: none)."""
+    seen = [
+        t
+        for t in (status.at if status is not None else None, heartbeat.at if heartbeat is not None else None)
+        if t is not None
+    ]
+    return max(seen) if seen else None
+
+
 def liveness(status: EdgeStatusMessage | None, heartbeat: HeartbeatMessage | None, now: datetime) -> Liveness:
     """Judge an edge from its newest retained status and newest heartbeat at `now` (timezone-aware).
 
-    `offline` when the status says so; `stale` when it says `online` but the newest sign of life (the
-    heartbeat's `at`, or the status's `at` when no heartbeat came after it) is more than
-    MISSED_HEARTBEATS intervals old; `online` otherwise; `unknown` without a status.
+    `offline` when the status says so; `stale` when it says `online` but the newest sign of life
+    (`last_seen`) is older than `stale_after_s`; `online` otherwise; `unknown` without a status.
     """
     if status is None:
         return "unknown"
     if status.state == "offline":
         return "offline"
-    interval = (
-        (heartbeat.interval_s if heartbeat is not None else None) or status.heartbeat_s or DEFAULT_HEARTBEAT_S
-    )
-    seen = [t for t in (status.at, heartbeat.at if heartbeat is not None else None) if t is not None]
-    if not seen:
+    seen = last_seen(status, heartbeat)
+    if seen is None:
         return "stale"
-    age = now - max(seen)
-    return "stale" if age > timedelta(seconds=MISSED_HEARTBEATS * interval) else "online"
+    return "stale" if now - seen > timedelta(seconds=stale_after_s(status, heartbeat)) else "online"

@@ -43,8 +43,8 @@ from contract.payloads import SCHEMA_VERSION, EventMessage
 from dashboard.auth import service
 from dashboard.auth.deps import SESSION_COOKIE
 from dashboard.storage.db import Database
+from dashboard.storage.events import encode_cursor
 from dashboard.storage.models import EventMessageRow, Role
-from dashboard.web.queries import encode_cursor
 
 log = logging.getLogger("dashboard.bench")
 

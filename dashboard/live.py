@@ -55,12 +55,19 @@ class LiveHub:
                 self.dropped += 1
             queue.put_nowait(item)
 
-    async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
-        """Yield every item published from now on, until the caller stops iterating."""
+    async def subscribe(self, idle_s: float | None = None) -> AsyncIterator[dict[str, Any] | None]:
+        """Yield every item published from now on, until the caller stops iterating; None after `idle_s`
+        seconds without one (time for a keepalive), never None when `idle_s` is None.
+
+        The timeout waits on the queue inside this generator: a caller timing out its own wait would cancel
+        the generator itself, which ends the subscription for good."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)
         self._queues.add(queue)
         try:
             while True:
-                yield await queue.get()
+                try:
+                    yield await asyncio.wait_for(queue.get(), idle_s)
+                except TimeoutError:
+                    yield None
         finally:
             self._queues.discard(queue)

@@ -104,10 +104,17 @@ class DashboardSettings(Strict):
     )
     login_window_s: int = Field(900, ge=60, description="Window for counting failed logins.")
     time_zone: str = Field("Asia/Hong_Kong", description="Site time zone for statistics and exports.")
-    heartbeat_stale_s: float = Field(
-        90.0,
-        gt=0,
-        description="An edge (and its cameras) without a heartbeat for this long counts as offline.",
+    operator_name: str = Field(
+        "",
+        max_length=200,
+        description="Who operates the cameras (the data user under the PDPO, e.g. the main contractor), as "
+        "printed on the CCTV notice and shown on the privacy page; empty leaves a line to fill in by hand.",
+    )
+    privacy_contact: str = Field(
+        "",
+        max_length=200,
+        description="Where people send questions and data access or correction requests (phone, e-mail or "
+        "address), on the CCTV notice and the privacy page; empty leaves a line to fill in by hand.",
     )
     bind_host: str = Field("127.0.0.1", description="Address `serve` listens on.")
     bind_port: int = Field(8080, ge=1, le=65535, description="Port `serve` listens on.")

@@ -1,12 +1,13 @@
 """Statistics: alert counts by rule, zone or camera per hour, day or week, the trend against the previous
-period, and heat maps of where people stood (the bottom centre of their box) per camera."""
+period, and heat maps of where people stood (the bottom centre of their box) per camera; the API and the
+statistics page both count here."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
@@ -30,9 +31,14 @@ class Series:
     @property
     def trend(self) -> float | None:
         """Return the change against the previous period as a fraction (None when that had none)."""
-        if self.previous_total == 0:
-            return None
-        return (self.total - self.previous_total) / self.previous_total
+        return trend(self.total, self.previous_total)
+
+
+def trend(current: int, previous: int) -> float | None:
+    """Return the change from `previous` to `current` as a fraction (None when there was nothing before)."""
+    if previous == 0:
+        return None
+    return (current - previous) / previous
 
 
 def _hour_bucket(dialect: str) -> ColumnElement[Any]:
@@ -117,27 +123,61 @@ def counts(
     return Series(buckets, dict(series), total, previous_total)
 
 
-def heat_map(
-    db: Session, site: str, camera: str, *, start: datetime, end: datetime, grid: int = 20
-) -> list[list[int]]:
-    """Return a grid[y][x] of how many alerts had the person's feet in each cell of the camera view.
+#: The heat map's default grid over a camera view: 16:9 cells, as the cameras' frames.
+HEAT_COLS: Final = 32
+HEAT_ROWS: Final = 18
 
-    Anchors are stored in thousandths, so the cell is plain integer division on either database."""
-    cell_x = (Event.anchor_x * grid // 1000).label("cx")
-    cell_y = (Event.anchor_y * grid // 1000).label("cy")
-    rows = db.execute(
-        select(cell_x, cell_y, func.count())
-        .where(
-            Event.site == site,
-            Event.camera == camera,
-            Event.started_at >= start,
-            Event.started_at < end,
-            Event.anchor_x.is_not(None),
-        )
-        .group_by(cell_x, cell_y)
-    ).all()
-    out = [[0] * grid for _ in range(grid)]
-    for x, y, count in rows:
-        if x is not None and y is not None:
-            out[min(grid - 1, int(y))][min(grid - 1, int(x))] += count
-    return out
+
+@dataclass(frozen=True, slots=True)
+class HeatMap:
+    """Where in one camera's view alerts happened: cells[y][x] counts, x left to right, y top to bottom."""
+
+    site: str
+    camera: str
+    cells: list[list[int]]
+    total: int
+
+
+def heat_maps(
+    db: Session,
+    scope: Scope,
+    *,
+    start: datetime,
+    end: datetime,
+    site: str | None = None,
+    camera: str | None = None,
+    cols: int = HEAT_COLS,
+    rows: int = HEAT_ROWS,
+) -> list[HeatMap]:
+    """Count alerts of [start, end) per grid cell of each camera view in `scope` by the person's feet (the
+    bottom centre of their box), in one query for every camera; busiest camera first.
+
+    Anchors are stored in thousandths, so `anchor * cells // 1000` is an exact, even split on either
+    database (a rounded-up cell width would leave the last column narrower)."""
+    cell_x = (Event.anchor_x * cols // 1000).label("cx")
+    cell_y = (Event.anchor_y * rows // 1000).label("cy")
+    where = [
+        scope.filter(Event.site, Event.camera),
+        Event.started_at >= start,
+        Event.started_at < end,
+        Event.anchor_x.is_not(None),
+        Event.anchor_y.is_not(None),
+    ]
+    if site:
+        where.append(Event.site == site)
+    if camera:
+        where.append(Event.camera == camera)
+    query = (
+        select(Event.site, Event.camera, cell_x, cell_y, func.count())
+        .where(*where)
+        .group_by(Event.site, Event.camera, cell_x, cell_y)
+    )
+    cells: dict[tuple[str, str], list[list[int]]] = {}
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    for found_site, found_camera, x, y, count in db.execute(query):
+        grid = cells.setdefault((found_site, found_camera), [[0] * cols for _ in range(rows)])
+        # Ingest keeps anchors within 0..999; a row written by anything else still lands on the grid.
+        grid[min(rows - 1, max(0, int(y or 0)))][min(cols - 1, max(0, int(x or 0)))] += count
+        totals[(found_site, found_camera)] += count
+    maps = [HeatMap(key[0], key[1], grid, totals[key]) for key, grid in cells.items()]
+    return sorted(maps, key=lambda h: (-h.total, h.site, h.camera))

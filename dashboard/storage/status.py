@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contract.liveness import Liveness, liveness
+from contract.liveness import Liveness, last_seen, liveness, stale_after_s
 from contract.payloads import EdgeStatusMessage, HeartbeatMessage
 from dashboard.auth.scope import Scope
 from dashboard.storage.models import Camera, Edge
@@ -19,13 +19,20 @@ from dashboard.storage.models import Camera, Edge
 CameraState = Literal["online", "reconnecting", "offline"]
 
 
+def _messages(edge: Edge) -> tuple[EdgeStatusMessage | None, HeartbeatMessage | None]:
+    """Read an edge's stored status and heartbeat back as contract messages; ValidationError when they were
+    stored by an older version of the contract."""
+    status = EdgeStatusMessage.model_validate(edge.status) if edge.status is not None else None
+    heartbeat = HeartbeatMessage.model_validate(edge.heartbeat) if edge.heartbeat else None
+    return status, heartbeat
+
+
 def edge_liveness(edge: Edge | None, now: datetime) -> Liveness:
     """Judge an edge from its stored status and heartbeat (stale: `online` but silent too long)."""
     if edge is None or edge.status is None:
         return "unknown"
     try:
-        status = EdgeStatusMessage.model_validate(edge.status)
-        heartbeat = HeartbeatMessage.model_validate(edge.heartbeat) if edge.heartbeat else None
+        status, heartbeat = _messages(edge)
     except ValidationError:  # stored by an older version of the contract: judge on what is there
         return "stale" if edge.state == "online" else "offline"
     return liveness(status, heartbeat, now)
@@ -53,10 +60,13 @@ class CameraView:
 
 @dataclass(frozen=True, slots=True)
 class EdgeView:
-    """An edge with its judged state."""
+    """An edge with its judged state, its newest sign of life and the silence after which it turns stale
+    (both from `contract.liveness`, so a page can tell when to ask again)."""
 
     edge: Edge
     state: Liveness
+    last_seen: datetime | None
+    stale_after_s: float
 
 
 def _edges(db: Session, scope: Scope, site: str | None) -> dict[tuple[str, str], Edge]:
@@ -84,8 +94,17 @@ def cameras(db: Session, scope: Scope, now: datetime, site: str | None = None) -
 
 def edges(db: Session, scope: Scope, now: datetime, site: str | None = None) -> list[EdgeView]:
     """Return the edges in scope with their liveness."""
-    found = _edges(db, scope, site)
-    return [EdgeView(e, edge_liveness(e, now)) for _, e in sorted(found.items())]
+    return [_edge_view(e, now) for _, e in sorted(_edges(db, scope, site).items())]
+
+
+def _edge_view(edge: Edge, now: datetime) -> EdgeView:
+    """Judge one edge and keep the figures the judgement used."""
+    try:
+        status, heartbeat = _messages(edge)
+    except ValidationError:
+        status, heartbeat = None, None
+    state = edge_liveness(edge, now)
+    return EdgeView(edge, state, last_seen(status, heartbeat), stale_after_s(status, heartbeat))
 
 
 def camera_by_id(db: Session, scope: Scope, pk: int) -> Camera | None:

@@ -1,24 +1,23 @@
-"""Read queries the pages need beyond the backend's services: alert lists with keyset paging, the live
-wall, statistics buckets, the heat map and report figures. Reads only, always within the user's scope.
+"""What the pages show, shaped from the backend's services: alert lists (keyset pages of
+`dashboard.storage.events`), the live wall (`dashboard.storage.status`), statistics, heat maps
+(`dashboard.storage.stats`) and report figures. Reads only, always within the user's scope.
 
-Counts per time bucket come from the backend's statistics service (`dashboard.storage.stats`), which
-groups in SQL and buckets in the site's time zone; this module only shapes them for the pages.
+Queries that only a page needs (snapshots and assignees of listed alerts, live counts, report figures)
+live here; a query the API needs too belongs to `dashboard.storage`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Final, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, true
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from contract.liveness import DEFAULT_HEARTBEAT_S, MISSED_HEARTBEATS
 from dashboard.auth.scope import Scope
+from dashboard.storage import events as event_service
 from dashboard.storage import stats as stats_service
 from dashboard.storage import status as status_service
 from dashboard.storage.models import (
@@ -26,15 +25,11 @@ from dashboard.storage.models import (
     Event,
     EventAction,
     EventEvidence,
-    EventMessageRow,
     EvidenceFile,
     User,
 )
 
 PAGE_SIZE: Final = 50
-#: The heat map's grid over a camera view (16:9 cells).
-HEAT_COLS: Final = 32
-HEAT_ROWS: Final = 18
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -72,6 +67,18 @@ class AlertFilters:
     since: date | None = None
     until: date | None = None
 
+    def events(self, zone: tzinfo) -> event_service.EventFilters:
+        """Return the backend's filters: days become moments in the site's time zone."""
+        return event_service.EventFilters(
+            site=self.site,
+            camera=self.camera,
+            zone=self.zone,
+            rule=self.rule,
+            status=self.status,
+            since=day_bounds(self.since, zone)[0] if self.since else None,
+            until=day_bounds(self.until, zone)[1] if self.until else None,
+        )
+
     def as_query(self) -> dict[str, str]:
         """Return the filters as URL query parameters."""
         out = {k: v for k, v in self.__dict__.items() if v not in (None, "") and not isinstance(v, date)}
@@ -91,27 +98,6 @@ class AlertPage:
     prev_cursor: str | None
 
 
-def encode_cursor(started_at: datetime, pk: int) -> str:
-    """Encode a keyset position (started_at, id) as an opaque URL-safe string."""
-    raw = f"{started_at.astimezone(UTC).isoformat()}|{pk}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
-    """Decode a cursor; None when absent or not one of ours (a tampered URL starts from the top)."""
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, pk = raw.split("|")
-        moment = datetime.fromisoformat(stamp)
-        if moment.tzinfo is None:
-            return None
-        return moment, int(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        return None
-
-
 def day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
     """Return the start and end (exclusive) of a calendar day in the site's zone, as UTC moments."""
     start = datetime.combine(day, time(0), tzinfo=zone)
@@ -119,29 +105,8 @@ def day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def _conditions(filters: AlertFilters, zone: tzinfo) -> list[ColumnElement[bool]]:
-    """Return the WHERE terms of the filters (the scope is applied by the caller)."""
-    terms: list[ColumnElement[bool]] = []
-    if filters.site:
-        terms.append(Event.site == filters.site)
-    if filters.camera:
-        terms.append(Event.camera == filters.camera)
-    if filters.zone:
-        terms.append(Event.zone == filters.zone)
-    if filters.rule:
-        terms.append(Event.rule == filters.rule)
-    if filters.status:
-        terms.append(Event.status == filters.status)
-    if filters.since:
-        terms.append(Event.started_at >= day_bounds(filters.since, zone)[0])
-    if filters.until:
-        terms.append(Event.started_at < day_bounds(filters.until, zone)[1])
-    return terms
-
-
-def _rows(db: Session, query: Select[Any]) -> list[AlertRow]:
-    """Run an Event query and attach each row's snapshot and assignee."""
-    events = list(db.scalars(query))
+def _rows(db: Session, events: list[Event]) -> list[AlertRow]:
+    """Shape events as rows with each one's snapshot and assignee."""
     if not events:
         return []
     pks = [e.id for e in events]
@@ -157,13 +122,7 @@ def _rows(db: Session, query: Select[Any]) -> list[AlertRow]:
     )
     for event_pk, evidence_id in snaps:
         snapshots.setdefault(event_pk, evidence_id)
-    assignee_ids = {e.assignee_id for e in events if e.assignee_id is not None}
-    names: dict[int, str] = {}
-    if assignee_ids:
-        for uid, username, display in db.execute(
-            select(User.id, User.username, User.display_name).where(User.id.in_(assignee_ids))
-        ):
-            names[uid] = display or username
+    names = user_names(db, {e.assignee_id for e in events if e.assignee_id is not None})
     return [
         AlertRow(
             id=e.id,
@@ -183,46 +142,6 @@ def _rows(db: Session, query: Select[Any]) -> list[AlertRow]:
     ]
 
 
-def _scope_parts(scope: Scope) -> list[ColumnElement[bool]]:
-    """Split a scope into terms that each match one index prefix (a site, or a site and camera)."""
-    if scope.everything:
-        return [true()]
-    parts: list[ColumnElement[bool]] = [Event.site == site for site in sorted(scope.sites)]
-    parts += [and_(Event.site == site, Event.camera == cam) for site, cam in sorted(scope.cameras)]
-    return parts or [false()]
-
-
-def _position(cursor: tuple[datetime, int], newer: bool) -> ColumnElement[bool]:
-    """Rows after (older) or before (newer) a keyset position, written so the index range is on started_at."""
-    moment, pk = cursor
-    if newer:
-        return and_(Event.started_at >= moment, or_(Event.started_at > moment, Event.id > pk))
-    return and_(Event.started_at <= moment, or_(Event.started_at < moment, Event.id < pk))
-
-
-def _keys(
-    db: Session,
-    terms: list[ColumnElement[bool]],
-    scope: Scope,
-    cursor: tuple[datetime, int] | None,
-    newer: bool,
-    limit: int,
-) -> list[tuple[datetime, int]]:
-    """Return the (started_at, id) of the next `limit` rows in walking order.
-
-    A scoped user's OR of sites and cameras would make the database sort every matching row; one query
-    per scope term walks its own index instead, and the short lists are merged here.
-    """
-    keys: set[tuple[datetime, int]] = set()
-    order = (Event.started_at.asc(), Event.id.asc()) if newer else (Event.started_at.desc(), Event.id.desc())
-    for part in _scope_parts(scope):
-        query = select(Event.started_at, Event.id).where(part, *terms)
-        if cursor is not None:
-            query = query.where(_position(cursor, newer))
-        keys |= {(row[0], row[1]) for row in db.execute(query.order_by(*order).limit(limit))}
-    return sorted(keys, reverse=not newer)[:limit]
-
-
 def alert_page(
     db: Session,
     scope: Scope,
@@ -233,30 +152,14 @@ def alert_page(
     before: str | None = None,
     limit: int = PAGE_SIZE,
 ) -> AlertPage:
-    """Return one page of alerts, newest first, by keyset: `after` walks to older rows, `before` to newer.
-
-    The position is (started_at, id), which the composite indexes of `events` cover, so a page costs the
-    same at row one million as at row one (no OFFSET).
-    """
-    terms = _conditions(filters, zone)
-    newer = decode_cursor(before)
-    older = None if newer is not None else decode_cursor(after)
-    keys = _keys(db, terms, scope, newer if newer is not None else older, newer is not None, limit + 1)
-    more = len(keys) > limit
-    keys = keys[:limit]
-    if newer is not None:
-        keys.reverse()
-    by_id = {row.id: row for row in _rows(db, select(Event).where(Event.id.in_([pk for _, pk in keys])))}
-    rows = [by_id[pk] for _, pk in keys if pk in by_id]
-    if not rows:
-        return AlertPage(rows=[], next_cursor=None, prev_cursor=None)
-    first, last = (
-        encode_cursor(rows[0].started_at, rows[0].id),
-        encode_cursor(rows[-1].started_at, rows[-1].id),
-    )
-    if newer is not None:
-        return AlertPage(rows=rows, next_cursor=last, prev_cursor=first if more else None)
-    return AlertPage(rows=rows, next_cursor=last if more else None, prev_cursor=first if older else None)
+    """Return one page of alerts, newest first (`dashboard.storage.events.list_events`): `after` walks to
+    older rows, `before` to newer."""
+    wanted = filters.events(zone)
+    try:
+        page = event_service.list_events(db, scope, wanted, after=after, before=before, limit=limit)
+    except ValueError:  # a cursor that is not ours (a tampered URL) starts from the top
+        page = event_service.list_events(db, scope, wanted, limit=limit)
+    return AlertPage(_rows(db, page.events), next_cursor=page.next_cursor, prev_cursor=page.prev_cursor)
 
 
 def latest_alerts(db: Session, scope: Scope, site: str | None, limit: int = 30) -> list[AlertRow]:
@@ -266,8 +169,8 @@ def latest_alerts(db: Session, scope: Scope, site: str | None, limit: int = 30) 
 
 def alert_row(db: Session, event_pk: int) -> AlertRow | None:
     """Return one alert as a row (for a live card), or None."""
-    rows = _rows(db, select(Event).where(Event.id == event_pk))
-    return rows[0] if rows else None
+    event = db.get(Event, event_pk)
+    return _rows(db, [event])[0] if event is not None else None
 
 
 @dataclass
@@ -366,12 +269,13 @@ class AlertDetail:
     assignee: str | None
 
 
-def alert_detail(db: Session, event_pk: int) -> AlertDetail | None:
-    """Return one alert with its evidence, timeline and workflow history; None when unknown."""
-    event = db.get(Event, event_pk)
+def alert_detail(db: Session, scope: Scope, event_pk: int) -> AlertDetail | None:
+    """Return one alert with its evidence, timeline and workflow history (from
+    `dashboard.storage.events.get_event`); None when unknown or outside `scope`."""
+    event = event_service.get_event(db, scope, event_pk)
     if event is None:
         return None
-    row = _rows(db, select(Event).where(Event.id == event_pk))[0]
+    row = _rows(db, [event])[0]
     evidence = [
         EvidenceItem(
             id=link.evidence.id,
@@ -381,7 +285,7 @@ def alert_detail(db: Session, event_pk: int) -> AlertDetail | None:
             offset_s=link.offset_s,
             sha256=link.evidence.sha256,
         )
-        for link in db.scalars(select(EventEvidence).where(EventEvidence.event_pk == event_pk))
+        for link in event.evidence_links
     ]
     timeline = [
         TimelineItem(
@@ -390,15 +294,15 @@ def alert_detail(db: Session, event_pk: int) -> AlertDetail | None:
             received_at=m.received_at,
             confidence=(m.payload or {}).get("confidence"),
         )
-        for m in db.scalars(
-            select(EventMessageRow).where(EventMessageRow.event_pk == event_pk).order_by(EventMessageRow.id)
-        )
+        for m in event.messages
     ]
-    actions = list(
-        db.scalars(select(EventAction).where(EventAction.event_pk == event_pk).order_by(EventAction.id))
-    )
     return AlertDetail(
-        event=event, row=row, evidence=evidence, timeline=timeline, actions=actions, assignee=row.assignee
+        event=event,
+        row=row,
+        evidence=evidence,
+        timeline=timeline,
+        actions=list(event.actions),
+        assignee=row.assignee,
     )
 
 
@@ -444,7 +348,7 @@ class CameraCard:
 
 @dataclass
 class EdgeCard:
-    """An edge box with its last heartbeat."""
+    """An edge box with its last heartbeat, and when the page should ask the server to judge it again."""
 
     site: str
     edge: str
@@ -452,7 +356,7 @@ class EdgeCard:
     reason: str | None
     version: str | None
     heartbeat_at: datetime | None
-    age_s: float | None
+    last_seen: datetime | None
     outbox_pending: int | None
     reconnects: int | None
     stale_after_s: float
@@ -481,14 +385,12 @@ def cameras(db: Session, scope: Scope, site: str | None, now: datetime) -> list[
 
 
 def edges(db: Session, scope: Scope, site: str | None, now: datetime) -> list[EdgeCard]:
-    """Return the edge boxes of the scope with their liveness (contract.liveness) and last heartbeat."""
+    """Return the edge boxes of the scope as the backend judges them (contract.liveness), last heartbeat."""
     out = []
     for view in status_service.edges(db, scope, now, site):
         e = view.edge
         beat = e.heartbeat or {}
         outbox = beat.get("outbox") or {}
-        seen = e.heartbeat_received_at
-        interval = e.heartbeat_s or DEFAULT_HEARTBEAT_S
         out.append(
             EdgeCard(
                 site=e.site,
@@ -497,18 +399,13 @@ def edges(db: Session, scope: Scope, site: str | None, now: datetime) -> list[Ed
                 reason=e.reason,
                 version=e.version,
                 heartbeat_at=e.heartbeat_at,
-                age_s=(now - seen).total_seconds() if seen else None,
+                last_seen=view.last_seen,
                 outbox_pending=outbox.get("pending"),
                 reconnects=beat.get("reconnects"),
-                stale_after_s=MISSED_HEARTBEATS * interval,
+                stale_after_s=view.stale_after_s,
             )
         )
     return out
-
-
-def camera(db: Session, site: str, camera_id: str) -> Camera | None:
-    """Return one camera's row, or None."""
-    return db.scalar(select(Camera).where(Camera.site == site, Camera.camera == camera_id))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -632,7 +529,7 @@ def statistics(
 
 @dataclass
 class HeatMap:
-    """Where in one camera's view violations happened: counts per grid cell (rows x cols)."""
+    """One camera's heat map (`dashboard.storage.stats.heat_maps`) and whether its snapshot can be shown."""
 
     site: str
     camera: str
@@ -642,39 +539,17 @@ class HeatMap:
 
 
 def heat_maps(db: Session, scope: Scope, site: str | None, start: datetime, end: datetime) -> list[HeatMap]:
-    """Count violations per grid cell of each camera view, by the person's ground point (anchor)."""
-    col_w = 1000 // HEAT_COLS + (1 if 1000 % HEAT_COLS else 0)
-    row_h = 1000 // HEAT_ROWS + (1 if 1000 % HEAT_ROWS else 0)
-    cx = Event.anchor_x // col_w
-    cy = Event.anchor_y // row_h
-    query = (
-        select(Event.site, Event.camera, cx, cy, func.count())
-        .where(
-            scope.filter(Event.site, Event.camera),
-            Event.started_at >= start,
-            Event.started_at < end,
-            Event.anchor_x.is_not(None),
-            Event.anchor_y.is_not(None),
-        )
-        .group_by(Event.site, Event.camera, cx, cy)
-    )
-    if site:
-        query = query.where(Event.site == site)
-    maps: dict[tuple[str, str], HeatMap] = {}
+    """Return the heat map of each camera with alerts in [start, end), busiest first."""
+    maps = stats_service.heat_maps(db, scope, start=start, end=end, site=site)
+    if not maps:
+        return []
     snaps = {
-        (c.site, c.camera): c.snapshot_path is not None
-        for c in db.scalars(select(Camera).where(scope.filter(Camera.site, Camera.camera)))
-    }
-    for s, cam, x, y, n in db.execute(query):
-        heat = maps.setdefault(
-            (s, cam),
-            HeatMap(s, cam, snaps.get((s, cam), False), [[0] * HEAT_COLS for _ in range(HEAT_ROWS)], 0),
+        (c.site, c.camera)
+        for c in db.scalars(
+            select(Camera).where(scope.filter(Camera.site, Camera.camera), Camera.snapshot_path.is_not(None))
         )
-        col = min(HEAT_COLS - 1, max(0, int(x or 0)))
-        row = min(HEAT_ROWS - 1, max(0, int(y or 0)))
-        heat.cells[row][col] += n
-        heat.total += n
-    return sorted(maps.values(), key=lambda h: (-h.total, h.site, h.camera))
+    }
+    return [HeatMap(h.site, h.camera, (h.site, h.camera) in snaps, h.cells, h.total) for h in maps]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -728,10 +603,13 @@ def report(
     filters = AlertFilters(site=site, since=first_day, until=last_day)
     listing = _rows(
         db,
-        select(Event)
-        .where(scope.filter(Event.site, Event.camera), *_conditions(filters, zone))
-        .order_by(Event.started_at.asc(), Event.id.asc())
-        .limit(max_rows + 1),
+        list(
+            db.scalars(
+                event_service.filtered(scope, filters.events(zone))
+                .order_by(Event.started_at.asc(), Event.id.asc())
+                .limit(max_rows + 1)
+            )
+        ),
     )
     return Report(
         kind=kind,
@@ -779,13 +657,6 @@ def _median_ack(db: Session, scope: Scope, site: str | None, start: datetime, en
 def _aware(value: datetime) -> datetime:
     """Aggregates skip the column type on SQLite and come back naive (UTC): make them aware."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def trend(current: int, previous: int) -> float | None:
-    """Return the change against the previous period as a fraction (None when there was nothing before)."""
-    if previous == 0:
-        return None
-    return (current - previous) / previous
 
 
 #: A function turning an evidence id into a URL (the pages pass the backend's evidence route).

@@ -19,7 +19,7 @@ from dashboard.storage import workflow
 from dashboard.storage.audit import Actor
 from dashboard.storage.events import get_event
 from dashboard.storage.models import User
-from dashboard.web.queries import AlertFilters, day_bounds
+from dashboard.web.queries import AlertFilters
 
 #: The outcome code of each step (the key of its message below).
 OUTCOMES: Final = {
@@ -89,10 +89,11 @@ def export_links(request: Request, filters: AlertFilters, zone: tzinfo) -> tuple
     """Return the CSV and JSON export URLs (the API's) for the list's filters; days become moments in the
     site's time zone, as the API wants."""
     query: dict[str, str] = {k: v for k, v in filters.as_query().items() if k not in ("since", "until")}
-    if filters.since:
-        query["since"] = day_bounds(filters.since, zone)[0].astimezone(zone).isoformat()
-    if filters.until:
-        query["until"] = day_bounds(filters.until, zone)[1].astimezone(zone).isoformat()
+    moments = filters.events(zone)
+    if moments.since:
+        query["since"] = moments.since.astimezone(zone).isoformat()
+    if moments.until:
+        query["until"] = moments.until.astimezone(zone).isoformat()
     suffix = ("?" + urlencode(query)) if query else ""
     csv_url = request.url_for("export_events", fmt="csv").path + suffix
     json_url = request.url_for("export_events", fmt="json").path + suffix

@@ -9,6 +9,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's note about httpx in its test client
     from fastapi.testclient import TestClient
 
+from contract.liveness import stale_after_s
 from contract.payloads import CameraStatusMessage, EdgeStatusMessage, EventMessage
 from dashboard.app import create_app
 from dashboard.auth import service
@@ -182,11 +184,40 @@ def test_an_edge_that_stopped_sending_heartbeats_is_shown_as_stale(app: Any) -> 
             "version": "0.1.0",
         }
         ingest_store.store_edge_status(db, EdgeStatusMessage.model_validate({**status, "at": long_ago}))
-    page = signed_in(app, "boss").get("/live?site=site-a").text
+    client = signed_in(app, "boss")
+    page = client.get("/live?site=site-a").text
     edge = page[page.index('data-testid="edge"') :]
     assert 'data-state="stale"' in edge[:1500] and "No heartbeat" in edge[:1500]
     # Its cameras are not shown as online either.
     assert 'data-state="online"' not in page[page.index('id="wall"') : page.index('data-testid="edge"')]
+    # The API judges it the same way, and the page's own re-check uses contract.liveness's figures.
+    assert [e["state"] for e in client.get("/api/edges?site=site-a").json()] == ["stale"]
+    assert [c["state"] for c in client.get("/api/cameras?site=site-a").json()] == ["offline"]
+    tag = page[page.rindex("<div", 0, page.index('data-testid="edge"')) : page.index('data-testid="edge"')]
+    assert f'data-stale-after="{stale_after_s(None, None)}"' in tag
+    assert f'data-seen="{long_ago.isoformat()[:19]}' in tag
+
+
+def test_the_notice_and_the_privacy_page_name_the_operator_and_contact_of_the_settings(
+    tmp_path: Path,
+) -> None:
+    operator, contact = "Wing Shing Construction & Co.", "privacy@wingshing.example / 2345 6789"
+    settings = DashboardSettings(
+        data_dir=tmp_path,
+        secure_cookies=False,
+        ingest_enabled=False,
+        operator_name=operator,
+        privacy_contact=contact,
+    )
+    application = create_app(settings, start_ingest=False, run_retention=False)
+    with TestClient(application):
+        with application.state.ctx.db.session() as db:
+            service.create_user(db, "boss", PASSWORD, Role.ADMIN, sites=["*"])
+        notice = signed_in(application, "boss").get("/notice").text
+        privacy = TestClient(application).get("/privacy").text  # public
+    for html, where in ((notice, "notice"), (privacy, "privacy")):
+        for testid, value in (("operator", operator), ("contact", contact)):
+            assert f'data-testid="{where}-{testid}">{escape(value)}<' in html, (where, testid)
 
 
 @pytest.mark.parametrize("by", ["hour", "day", "week"])
@@ -233,3 +264,18 @@ def pdf_parts(data: bytes) -> list[bytes]:
         except zlib.error:
             continue
     return parts
+
+
+def test_the_api_and_the_statistics_page_draw_the_same_heat_map(app: Any) -> None:
+    import html
+    import json
+
+    client = signed_in(app, "boss")
+    api = client.get("/api/stats/heatmap/site-a/gate").json()
+    # Four alerts with the feet at (0.2, 0.9) of the frame: column 6 of 32, row 16 of 18.
+    assert (api["cols"], api["rows"], api["total"]) == (32, 18, 4) and api["grid"][16][6] == 4
+    page = client.get("/stats?site=site-a").text
+    drawn = [json.loads(html.unescape(c)) for c in re.findall(r'<canvas data-cells="([^"]+)"', page)]
+    assert api["grid"] in drawn
+    guard = signed_in(app, "guard")  # site-a only
+    assert guard.get("/api/stats/heatmap/site-b/dock").status_code == 404

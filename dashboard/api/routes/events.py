@@ -60,10 +60,10 @@ def events(
     """List alerts in the user's scope."""
     filters = _filters(site, camera, zone, rule, status_, since, until)
     try:
-        rows, next_cursor = list_events(db, user.scope, filters, cursor=cursor, limit=limit)
+        page = list_events(db, user.scope, filters, after=cursor, limit=limit)
     except ValueError:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "invalid cursor") from None
-    return EventPage(items=[EventOut.of(row) for row in rows], next_cursor=next_cursor)
+    return EventPage(items=[EventOut.of(row) for row in page.events], next_cursor=page.next_cursor)
 
 
 @router.get("/{event_pk}", summary="One alert with evidence, timeline and workflow history")

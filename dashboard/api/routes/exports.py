@@ -40,12 +40,13 @@ def _rows(
     sent = 0
     with database.sessions() as db:
         while sent < limit:
-            events, cursor = list_events(
-                db, scope, filters, cursor=cursor, limit=min(_PAGE, limit - sent), with_evidence=True
+            page = list_events(
+                db, scope, filters, after=cursor, limit=min(_PAGE, limit - sent), with_evidence=True
             )
-            for event in events:
+            for event in page.events:
                 yield _row(event, base_url)
-            sent += len(events)
+            sent += len(page.events)
+            cursor = page.next_cursor
             if cursor is None:
                 return
 

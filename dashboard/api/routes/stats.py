@@ -37,6 +37,9 @@ class HeatMapOut(BaseModel):
     camera: str
     start: datetime
     end: datetime
+    cols: int
+    rows: int
+    total: int
     grid: list[list[int]]
 
 
@@ -100,10 +103,17 @@ def heatmap(
     db: Db,
     start: datetime | None = None,
     end: datetime | None = None,
-    grid: Annotated[int, Query(ge=4, le=100)] = 20,
+    cols: Annotated[int, Query(ge=4, le=100)] = stats_service.HEAT_COLS,
+    rows: Annotated[int, Query(ge=4, le=100)] = stats_service.HEAT_ROWS,
 ) -> HeatMapOut:
-    """Return a grid of alert counts by the person box's bottom centre."""
+    """Return a grid of alert counts by the person box's bottom centre (16:9 cells unless asked)."""
     ensure_allowed(user, site, camera)
     start, end = _range(start, end, timedelta(days=7))
-    cells = stats_service.heat_map(db, site, camera, start=start, end=end, grid=grid)
-    return HeatMapOut(site=site, camera=camera, start=start, end=end, grid=cells)
+    found = stats_service.heat_maps(
+        db, user.scope, start=start, end=end, site=site, camera=camera, cols=cols, rows=rows
+    )
+    cells = found[0].cells if found else [[0] * cols for _ in range(rows)]
+    total = found[0].total if found else 0
+    return HeatMapOut(
+        site=site, camera=camera, start=start, end=end, cols=cols, rows=rows, total=total, grid=cells
+    )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from contract.enums import Rule
-from dashboard.auth.deps import Ctx, CurrentActor, Db, Officer, ensure_allowed
+from dashboard.auth.deps import Ctx, CurrentActor, Db, Officer
 from dashboard.storage.models import EventStatus
 from dashboard.storage.workflow import allowed_actions, can_act
 from dashboard.web import queries, workflow
@@ -77,10 +77,9 @@ def alert_page(request: Request, event_pk: int, setup: Setup, msg: str | None = 
     """Show one alert: snapshot with the subject boxed, the clip at its offset, timeline and follow-up."""
     page, db, user = setup.page, setup.db, setup.user
     page.active = "alerts"
-    detail = queries.alert_detail(db, event_pk)
-    if detail is None:
+    detail = queries.alert_detail(db, user.scope, event_pk)
+    if detail is None:  # unknown or outside the user's scope: no hint which
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
-    ensure_allowed(user, detail.event.site, detail.event.camera)
     links = Links(request)
     snapshot = next((e for e in detail.evidence if e.kind == "snapshot" and e.stored), None)
     clip = next((e for e in detail.evidence if e.kind == "clip" and e.stored), None)

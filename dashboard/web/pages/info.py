@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Final
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from dashboard import i18n
@@ -44,18 +44,22 @@ def privacy_page(request: Request, ctx: Ctx) -> HTMLResponse:
         locale=request_locale(request), zone=ctx.settings.zone, retention_days=ctx.settings.retention_days
     )
     principal = optional_principal(request, ctx)
-    return render(request, "privacy.html", page, {"signed_in": principal is not None})
+    return render(
+        request,
+        "privacy.html",
+        page,
+        {
+            "signed_in": principal is not None,
+            "operator": ctx.settings.operator_name,
+            "contact": ctx.settings.privacy_contact,
+        },
+    )
 
 
 @router.get("/notice", name="web_notice", response_class=HTMLResponse)
-def notice_page(
-    request: Request,
-    setup: Setup,
-    operator: Annotated[str, Query(max_length=200)] = "",
-    contact: Annotated[str, Query(max_length=200)] = "",
-) -> HTMLResponse:
-    """Show the printable bilingual CCTV notice; the operator and contact are filled in on the page."""
-    page = setup.page
+def notice_page(request: Request, setup: Setup) -> HTMLResponse:
+    """Show the printable bilingual CCTV notice with the operator and contact of the settings."""
+    page, settings = setup.page, setup.ctx.settings
     days = page.retention_days
     english = i18n.translations("en")
     chinese = i18n.translations("zh_Hant")
@@ -66,4 +70,9 @@ def notice_page(
         )
         for key, message in NOTICE.items()
     }
-    return render(request, "notice.html", page, {"text": text, "operator": operator, "contact": contact})
+    return render(
+        request,
+        "notice.html",
+        page,
+        {"text": text, "operator": settings.operator_name, "contact": settings.privacy_contact},
+    )

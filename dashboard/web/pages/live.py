@@ -93,16 +93,16 @@ async def live_stream(request: Request, setup: Setup) -> StreamingResponse:
     """Stream changes as server-sent events: `alert` (a card rendered in the page's language), `snapshot`,
     `camera`, `edge`, `heartbeat`, `zones`; only what the user's scope and the chosen site cover."""
     ctx, page, scope = setup.ctx, setup.page, setup.user.scope
-    hub_items = ctx.hub.subscribe()
+    hub_items = ctx.hub.subscribe(idle_s=KEEPALIVE_S)
 
     async def events() -> AsyncIterator[str]:
         # Tell the browser to reconnect quickly after a restart of the dashboard.
         yield "retry: 2000\n\n"
         try:
-            while True:
-                try:
-                    item = await asyncio.wait_for(anext(hub_items), KEEPALIVE_S)
-                except TimeoutError:
+            # `async for` ends the stream cleanly when the subscription ends (shutdown); the hub times out
+            # its own wait, so a quiet spell never cancels the subscription.
+            async for item in hub_items:
+                if item is None:
                     if await request.is_disconnected():
                         return
                     yield ": keepalive\n\n"

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from dashboard import i18n
+from dashboard.storage import stats as stats_service
 from dashboard.web import queries
 from dashboard.web.deps import Setup
 from dashboard.web.links import Links
@@ -77,7 +78,7 @@ async def report_page(
     Links(request).attach(data.alerts)
     context = {
         "report": data,
-        "trend": queries.trend(data.total, data.previous_total),
+        "trend": stats_service.trend(data.total, data.previous_total),
         "generated_at": datetime.now(UTC),
         "prev_day": first - timedelta(days=1 if kind == "daily" else 7),
         "next_day": first + timedelta(days=1 if kind == "daily" else 7),

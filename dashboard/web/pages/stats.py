@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from dashboard import i18n
 from dashboard.i18n.labels import label
+from dashboard.storage import stats as stats_service
 from dashboard.web import queries
 from dashboard.web.deps import Setup
 from dashboard.web.links import Links
@@ -76,7 +77,7 @@ def stats_page(
             "by": by,
             "split": split,
             "chart": chart,
-            "trend": queries.trend(stats.total, stats.previous_total),
+            "trend": stats_service.trend(stats.total, stats.previous_total),
             "heat": [
                 {
                     "site": h.site,

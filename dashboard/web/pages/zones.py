@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 
 from dashboard.auth.deps import ensure_allowed
+from dashboard.storage import status as status_service
 from dashboard.web import queries, workflow
 from dashboard.web.deps import Setup
 from dashboard.web.links import Links
@@ -32,7 +33,7 @@ def zone_editor(request: Request, site: str, camera: str, setup: Setup) -> HTMLR
     page, db, user, settings = setup.page, setup.db, setup.user, setup.ctx.settings
     page.active = "zones"
     ensure_allowed(user, site, camera)
-    row = queries.camera(db, site, camera)
+    row = status_service.camera_in_scope(db, user.scope, site, camera)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
     return render(

@@ -119,15 +119,14 @@
     }, 500);
   }
 
-  // Heartbeat ages: an edge silent for longer than its stale limit (data-stale-after, the server's rule)
-  // is re-judged by the server at once instead of waiting for the next event.
+  // An edge silent for longer than its stale limit is re-judged by the server at once instead of waiting
+  // for the next event. Both figures come from the server (contract.liveness): data-seen is the newest sign
+  // of life, data-stale-after the silence it allows; nothing here decides the state itself.
   function refreshAges() {
     var now = Date.now();
-    document.querySelectorAll(".edge").forEach(function (edge) {
-      var beat = edge.querySelector(".beat[data-ts]");
-      if (!beat) return;
-      var age = (now - Date.parse(beat.getAttribute("data-ts"))) / 1000;
-      var limit = Number(edge.getAttribute("data-stale-after")) || 90;
+    document.querySelectorAll(".edge[data-seen][data-stale-after]").forEach(function (edge) {
+      var age = (now - Date.parse(edge.getAttribute("data-seen"))) / 1000;
+      var limit = Number(edge.getAttribute("data-stale-after"));
       var badge = edge.querySelector(".badge");
       if (age > limit && badge && badge.getAttribute("data-state") === "online") scheduleReload();
     });

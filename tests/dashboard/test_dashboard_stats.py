@@ -1,0 +1,62 @@
+"""Heat maps on SQLite and PostgreSQL (`dashboard.storage.stats.heat_maps`, behind the API and the statistics
+page): every camera of the scope in one query, a 16:9 grid split evenly by the person's feet."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from dashboard.auth.scope import Scope
+from dashboard.storage.db import Database
+from dashboard.storage.migrate import upgrade
+from dashboard.storage.models import Event
+from dashboard.storage.stats import HEAT_COLS, HEAT_ROWS, heat_maps
+
+NOW = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
+
+
+def add(db: Session, site: str, camera: str, anchor: tuple[int, int] | None, minutes_ago: float = 5) -> None:
+    """Store one alert whose person stood at `anchor` (thousandths of the frame)."""
+    started = NOW - timedelta(minutes=minutes_ago)
+    db.add(
+        Event(
+            event_id=str(uuid.uuid4()), site=site, edge="edge-1", camera=camera, zone=None, rule="no_helmet",
+            track_id=1, phase="start", started_at=started, confidence=0.9, evidence_boxes=[],
+            anchor_x=anchor[0] if anchor else None, anchor_y=anchor[1] if anchor else None,
+            model_name="ppe-yolo", model_version="0.4.0", frame_seq=1, last_emitted_at=started,
+            status="new", created_at=started, updated_at=started,
+        )
+    )  # fmt: skip
+
+
+def test_heat_maps_split_each_camera_view_evenly_within_the_scope(database_url: str) -> None:
+    database = Database(database_url)
+    upgrade(database.engine)
+    with database.session() as db:
+        for anchor in [(0, 0), (999, 999), (500, 500), (500, 500), (40, 0)]:
+            add(db, "site-a", "gate", anchor)
+        add(db, "site-a", "gate", None)  # no person box: nowhere on the map
+        add(db, "site-a", "gate", (0, 0), minutes_ago=3 * 60)  # before the period
+        add(db, "site-a", "crane", (250, 750))
+        add(db, "site-b", "dock", (100, 100))
+    window = {"start": NOW - timedelta(hours=1), "end": NOW}
+    with database.sessions() as db:
+        maps = heat_maps(db, Scope.of(["*"], []), **window)
+        scoped = heat_maps(db, Scope.of(["site-b"], ["site-a/crane"]), **window)
+        coarse = heat_maps(db, Scope.of(["*"], []), camera="gate", cols=4, rows=4, **window)
+    database.dispose()
+    assert [(h.site, h.camera, h.total) for h in maps] == [
+        ("site-a", "gate", 5), ("site-a", "crane", 1), ("site-b", "dock", 1)
+    ]  # fmt: skip
+    gate = maps[0].cells
+    assert len(gate) == HEAT_ROWS and {len(row) for row in gate} == {HEAT_COLS}
+    # The middle of the frame is the first cell right of and below the centre lines: cells are even.
+    assert gate[0][0] == gate[0][1] == gate[17][31] == 1 and gate[9][16] == 2
+    assert gate[0][0] + gate[0][1] + gate[17][31] + gate[9][16] == 5
+    assert [(h.site, h.camera) for h in scoped] == [("site-a", "crane"), ("site-b", "dock")]
+    assert scoped[0].cells[13][8] == 1
+    assert (
+        [h.camera for h in coarse] == ["gate"] and coarse[0].cells[0][0] == coarse[0].cells[2][2] == 2
+    )

@@ -31,7 +31,21 @@ app.add_typer(config_app, name="config")
 console = Console(stderr=True)
 register_mqtt_commands(app)  # broker, alerts tail, mqtt schemas
 register_training_commands(app)  # dataset, train, eval, export: they import torch/ultralytics only when run
-app.add_typer(import_module("dashboard.cli").app, name="dashboard")  # its commands import the web stack
+try:
+    app.add_typer(import_module("dashboard.cli").app, name="dashboard")  # its commands import the web stack
+except ImportError as exc:  # Python 3.10 (the dashboard needs 3.11): the edge runs; `dashboard` says why not
+    _no_dashboard = str(exc)
+
+    @app.command(
+        "dashboard",
+        help="The site dashboard (not available on this Python).",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def dashboard_unavailable() -> None:
+        say("error: ", "bold red", _no_dashboard)
+        raise typer.Exit(2)
+
+
 log = logging.getLogger("sitesentry")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
@@ -208,7 +208,7 @@ class HardExampleQueue:
     def _write(
         self, frame: Frame, detections: Detections, reason: str, event_id: str | None
     ) -> QueuedExample:
-        captured = datetime.fromtimestamp(frame.captured_at, UTC)
+        captured = datetime.fromtimestamp(frame.captured_at, timezone.utc)
         stem = (
             f"{frame.camera_id}-{captured:%Y%m%dT%H}_frame_{captured:%M%S}{captured.microsecond // 1000:03d}"
         )

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -157,7 +157,7 @@ class _Subscriber:
 
 
 def _event(n: int) -> SafetyEvent:
-    started = datetime(2025, 6, 2, 9, 0, tzinfo=UTC) + timedelta(seconds=n)
+    started = datetime(2025, 6, 2, 9, 0, tzinfo=timezone.utc) + timedelta(seconds=n)
     camera = f"cam-{n % 4}"
     return SafetyEvent(
         event_id=uuid.uuid4(),
@@ -292,7 +292,7 @@ def run_mqtt_bench(
             sub.stop()
     return {
         "benchmark": "mqtt",
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "platform": platform.platform(),
             "python": platform.python_version(),

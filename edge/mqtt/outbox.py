@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS state (
 );
 """
 _DROP_LOG_EVERY_S = 10.0
+#: SQLite's "database or disk is full" result code: sqlite3.SQLITE_FULL (and sqlite_errorcode) are 3.11+.
+_SQLITE_FULL = 13
 #: Kept free next to the outbox and given up when the disk is full, so acknowledged messages can still be
 #: deleted (a DELETE in WAL mode needs room too) and are not sent again after a restart.
 RESERVE_BYTES = 4 * 1024 * 1024
@@ -297,7 +299,7 @@ class Outbox:
 
     @staticmethod
     def _is_full(exc: sqlite3.Error) -> bool:
-        return "full" in str(exc).lower() or getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        return "full" in str(exc).lower() or getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL
 
     def _release_reserve(self) -> bool:
         try:

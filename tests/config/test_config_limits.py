@@ -213,7 +213,7 @@ def test_a_site_without_cameras_is_refused(tmp_path: Path) -> None:
         ("site: !!timestamp 2024-13-45\n", "line 1: cannot read this value: month must be in 1..12"),
         (
             "site:\n  id: " + "9" * 5000 + "\n",
-            "line 2: cannot read this value: Exceeds the limit (4300 digits)",
+            "line 2: cannot read this value: Exceeds the limit (4300",  # 3.10 and 3.11 word the rest apart
         ),
         ("a: 1\n---\nb: 2\n", "line 2, column 1: expected a single document in the stream"),
         ("site: !!python/object:os.system {}\n", "line 1, column 7: could not determine a constructor"),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from contract.liveness import liveness
 from contract.payloads import EdgeStatusMessage, HeartbeatMessage, OutboxFigures
 
-T0 = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)
+T0 = datetime(2025, 6, 2, 9, 0, tzinfo=timezone.utc)
 
 
 def status(state: str = "online", at: datetime | None = T0) -> EdgeStatusMessage:

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from mqtt_fixtures import EDGE_PASSWORD, EDGE_USER, site
@@ -122,12 +122,12 @@ def main() -> int:
             event_id = uuid.uuid4()
             evidence: tuple[EvidenceRef, ...] = ()
             if args.evidence is not None:
-                day = datetime.now(UTC).date().isoformat()
+                day = datetime.now(timezone.utc).date().isoformat()
                 evidence = (
                     EvidenceRef("snapshot", f"{camera}/{day}/{event_id}.jpg", "a" * 64),
                     EvidenceRef("clip", f"{camera}/{day}/{event_id}.mp4", None, 3.0),
                 )
-            started = datetime.now(UTC)
+            started = datetime.now(timezone.utc)
             event = SafetyEvent(
                 event_id=event_id,
                 phase=Phase.START,
@@ -159,7 +159,7 @@ def main() -> int:
                 end = replace(
                     item.event,
                     phase=Phase.END,
-                    ended_at=datetime.now(UTC),
+                    ended_at=datetime.now(timezone.utc),
                     end_reason="cleared",
                 )
                 item.event = end
@@ -175,7 +175,7 @@ def main() -> int:
         time.sleep(0.02)
 
     for item in live.values():  # a clean stop ends every open event
-        emit(replace(item.event, phase=Phase.END, ended_at=datetime.now(UTC), end_reason="stopped"))
+        emit(replace(item.event, phase=Phase.END, ended_at=datetime.now(timezone.utc), end_reason="stopped"))
     drained = publisher.wait_delivered(30)
     stats = publisher.stats() | {"drained": drained, "controls": controls, "clip_failures": clip_failures}
     publisher.stop()

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -342,7 +342,7 @@ def make_event(
     site_id: str = "test-site",
 ) -> SafetyEvent:
     """A SafetyEvent as the events stage makes them."""
-    started = datetime(2025, 6, 2, 9, 30, tzinfo=UTC) + timedelta(seconds=seq)
+    started = datetime(2025, 6, 2, 9, 30, tzinfo=timezone.utc) + timedelta(seconds=seq)
     return SafetyEvent(
         event_id=event_id or uuid.uuid4(),
         phase=phase,

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -277,7 +277,8 @@ def test_edge_and_broker_die_together_and_online_goes_stale(tmp_path: Path) -> N
         beats = [
             HeartbeatMessage.model_validate_json(m.payload) for m in ms if m.topic.endswith("/heartbeat")
         ]
-        return liveness(status[-1] if status else None, beats[-1] if beats else None, datetime.now(UTC))
+        now = datetime.now(timezone.utc)
+        return liveness(status[-1] if status else None, beats[-1] if beats else None, now)
 
     assert sub.wait_for(lambda ms: any(m.topic.endswith("/status") for m in ms[mark:]), 15)
     assert [m for m in sub.messages[mark:] if m.topic.endswith("/status")][0].json()["state"] == "online"

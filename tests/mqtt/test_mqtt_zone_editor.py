@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -206,7 +206,7 @@ def test_the_documented_acl_lets_the_edge_push_evidence_and_zones_and_ops_read_t
                 edge="edge-1",
                 camera="gate",
                 zones=zones,
-                at=datetime.now(UTC),
+                at=datetime.now(timezone.utc),
             )
         )
         wanted = ("/edges/edge-1/evidence", "/cameras/gate/zones")

@@ -137,5 +137,6 @@ def _start_dashboard(runtime: Runtime, port: int) -> tuple[DemoDashboard | None,
 
         board = start_dashboard(runtime.config, runtime.config.mqtt.outbox.parent / "dashboard", port)
     except ImportError as exc:
-        return None, f"Dashboard: not installed ({exc.name}): pip install -e '.[dashboard]'"
+        # A missing package (no `dashboard` extra) or the dashboard's own refusal on Python 3.10.
+        return None, f"Dashboard: not started: {exc} (needs Python 3.11+ and pip install -e '.[dashboard]')"
     return board, f"Dashboard: {board.url}   login: {board.username} / {board.password}"

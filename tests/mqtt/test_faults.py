@@ -282,7 +282,9 @@ def test_edge_and_broker_die_together_and_online_goes_stale(tmp_path: Path) -> N
 
     assert sub.wait_for(lambda ms: any(m.topic.endswith("/status") for m in ms[mark:]), 15)
     assert [m for m in sub.messages[mark:] if m.topic.endswith("/status")][0].json()["state"] == "online"
-    assert judged(sub.messages) == "online"  # the retained heartbeat is still recent
+    # Whether the restored heartbeat still counts as recent here depends on how fast the broker came back
+    # (3 intervals = 3 s): on a loaded machine it may already be stale, which is also right. What matters
+    # is that the retained "online" alone never keeps a dead edge online:
     # Time passing, not a message, makes it stale: ask the way a dashboard's timer would.
     deadline = time.monotonic() + 15
     while judged(list(sub.messages)) != "stale" and time.monotonic() < deadline:

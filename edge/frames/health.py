@@ -48,6 +48,7 @@ class HealthSnapshot:
     frames_dropped: int
     frames_skipped: int
     last_frame_at: float | None
+    frames_grabbed_only: int = 0  # of frames_skipped: taken from the stream but never converted to an image
 
 
 class CameraHealth:
@@ -73,6 +74,7 @@ class CameraHealth:
         self._frames_read = 0
         self._frames_dropped = 0
         self._frames_skipped = 0
+        self._frames_grabbed_only = 0
         self._last_frame_at: float | None = None
 
     def add_listener(self, listener: StatusListener) -> None:
@@ -142,10 +144,13 @@ class CameraHealth:
         with self._lock:
             self._frames_dropped += count
 
-    def record_skipped(self) -> None:
-        """Count a frame left out to respect the fps cap."""
+    def record_skipped(self, *, retrieved: bool = True) -> None:
+        """Count a frame left out to respect the fps cap; `retrieved` False: it was never converted to an
+        image (grabbed only, the cheap path)."""
         with self._lock:
             self._frames_skipped += 1
+            if not retrieved:
+                self._frames_grabbed_only += 1
 
     def snapshot(self) -> HealthSnapshot:
         """Return a consistent copy of every field."""
@@ -161,6 +166,7 @@ class CameraHealth:
                 frames_dropped=self._frames_dropped,
                 frames_skipped=self._frames_skipped,
                 last_frame_at=self._last_frame_at,
+                frames_grabbed_only=self._frames_grabbed_only,
             )
 
 
@@ -194,6 +200,9 @@ class CameraMetrics(Collector):
             "frames_read": "Frames read from the camera source.",
             "frames_dropped": "Frames replaced by a newer one before any consumer took them.",
             "frames_skipped": "Frames left out to respect the camera's fps cap.",
+            "frames_grabbed_only": (
+                "Frames skipped for the fps cap without being converted to an image (grab, no retrieve)."
+            ),
             "reconnects": "Reconnection attempts after a lost, frozen or failed stream.",
         }
         for name, doc in counters.items():

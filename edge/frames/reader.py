@@ -265,10 +265,11 @@ class CameraReader:
         last_digest: int | None = None
         changed_at = connected_at
         first = True
+        frozen_after_s = self._frozen_after_s if source.live else None  # files are exempt
         while not self._stop.is_set():
-            image = source.read()
+            grabbed = source.grab()
             now = time.monotonic()
-            if image is None:
+            if not grabbed:
                 if source.ended:
                     self._health.set_status(CameraStatus.ENDED, f"end of {source.describe()}")
                     return None
@@ -278,19 +279,29 @@ class CameraReader:
                 first = False
                 self._unplayable = None
                 self._health.set_status(CameraStatus.ONLINE, source.describe())
+            position = source.position_s
+            admitted = self._cap.admit(now if position is None else position)
+            # A skipped frame is only grabbed, never converted to an image, unless the frozen watchdog is
+            # due: then it is looked at, so a frozen stream is caught as soon as without the cap.
+            due = frozen_after_s is not None and now - changed_at >= frozen_after_s
+            if not admitted and not due:
+                self._health.record_skipped(retrieved=False)
+                continue
+            image = source.retrieve()
+            if image is None:
+                return source.lost(self._read_timeout_s)
             changed = True
-            if source.live and self._frozen_after_s is not None:
+            if frozen_after_s is not None:
                 digest = frame_digest(image)
                 changed = digest != last_digest
                 if changed:
                     last_digest, changed_at = digest, now
-                elif now - changed_at >= self._frozen_after_s:
-                    return f"frozen {source.describe()}: identical frames for {self._frozen_after_s:g} s"
+                elif now - changed_at >= frozen_after_s:
+                    return f"frozen {source.describe()}: identical frames for {frozen_after_s:g} s"
             if changed and self._health.attempts and now - connected_at >= self._healthy_after_s:
                 self._health.reset_attempts()
-            position = source.position_s
-            if not self._cap.admit(now if position is None else position):
-                self._health.record_skipped()
+            if not admitted:
+                self._health.record_skipped(retrieved=True)
                 continue
             if not source.live and not self._realtime:
                 self._wait_until_taken()  # as fast as possible, but every admitted frame is analysed

@@ -73,7 +73,19 @@ class FrameSource:
 
     def read(self) -> np.ndarray | None:
         """Return the next frame, or None when the stream is lost, timed out or ended."""
-        ok, image = self._capture.read()
+        return self.retrieve() if self.grab() else None
+
+    def grab(self) -> bool:
+        """Take the next frame from the stream without converting it to an image; False like read()'s None.
+
+        A frame the fps cap skips is only grabbed: the stream is still consumed (so the next one is fresh)
+        but not converted to BGR nor copied.
+        """
+        return bool(self._capture.grab())
+
+    def retrieve(self) -> np.ndarray | None:
+        """Return the frame last grabbed as a BGR image, or None when it cannot be converted."""
+        ok, image = self._capture.retrieve()
         return image if ok and image is not None and image.size else None
 
     def lost(self, read_timeout_s: float) -> str:
@@ -117,15 +129,20 @@ class FileSource(FrameSource):
         self._started: float | None = None  # monotonic time at which tick 0 was due
         # Decode two frames now: a file OpenCV opens but cannot decode, or a still image under a video's
         # name (FFmpeg plays a JPEG renamed .mp4 as one frame), fails here instead of as a silent "end".
-        first = super().read()
-        second = super().read() if first is not None else None
+        first = self._decode_next()
+        second = self._decode_next() if first is not None else None
         if first is None or second is None:
             capture.release()
             what = "no frame can be decoded" if first is None else "it holds a single still image"
             raise SourceError(f"cannot play {where}: not a playable video ({what})", unplayable=True)
         self._pending: list[np.ndarray] = [first, second]
+        self._grabbed: np.ndarray | None = None  # a pending frame taken by grab(), for retrieve()
         if self._fps == 0.0:
             log.warning("%s does not state its frame rate; assuming %.0f fps", where, _DEFAULT_FILE_FPS)
+
+    def _decode_next(self) -> np.ndarray | None:
+        """Read the next frame straight from the capture (no pending frames, pacing or looping)."""
+        return FrameSource.retrieve(self) if FrameSource.grab(self) else None
 
     @property
     def _rate(self) -> float:
@@ -141,39 +158,45 @@ class FileSource(FrameSource):
         """Return the media time of the last frame read, restarting at 0 on each loop."""
         return max(self._index, 0) / self._rate
 
-    def read(self) -> np.ndarray | None:
-        """Return the next frame, sleeping until it is due when paced; None at the end unless looping."""
+    def grab(self) -> bool:
+        """Take the next frame, sleeping until it is due when paced; False at the end unless looping."""
         if self._ended:
-            return None
-        image = self._pending.pop(0) if self._pending else super().read()
-        if image is None and self._loop:
-            image = self._rewind()
-            if image is None:  # not an end: a looping camera must not finish quietly; the reader reopens
-                return None
-        if image is None:
+            return False
+        self._grabbed = self._pending.pop(0) if self._pending else None
+        ok = self._grabbed is not None or super().grab()
+        if not ok and self._loop:
+            ok = self._rewind()
+            if not ok:  # not an end: a looping camera must not finish quietly; the reader reopens
+                return False
+        if not ok:
             self._ended = True
-            return None
+            return False
         self._index += 1
         self._ticks += 1
         if self._realtime:
             self._pace()
-        return image
+        return True
+
+    def retrieve(self) -> np.ndarray | None:
+        """Return the frame last grabbed as a BGR image (the first two were decoded at open)."""
+        if self._grabbed is not None:
+            image, self._grabbed = self._grabbed, None
+            return image
+        return super().retrieve()
 
     def lost(self, read_timeout_s: float) -> str:
         """Say why a looping file gave no frame: it could not start again from its first frame."""
         return f"cannot read {self._where} again from its first frame"
 
-    def _rewind(self) -> np.ndarray | None:
-        """Seek back to the first frame; reopen when the container cannot seek."""
+    def _rewind(self) -> bool:
+        """Seek back to the first frame and grab it; reopen when the container cannot seek."""
         self._index = -1
-        if self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
-            image = super().read()
-            if image is not None:
-                return image
+        if self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0) and super().grab():
+            return True
         # Raw streams (concatenated JPEGs, .m4v) accept the seek and then give nothing: reopen those too.
         self._capture.release()
         self._capture = cv2.VideoCapture(str(self._path), cv2.CAP_FFMPEG)
-        return super().read()
+        return super().grab()
 
     def _pace(self) -> None:
         now = time.monotonic()

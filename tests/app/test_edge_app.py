@@ -1,6 +1,7 @@
 """The whole edge pipeline on the sample video with the shipped model: events, evidence, control, shutdown."""
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,8 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def config(tmp_path):
     site = load_config(REPO / "samples" / "site.yaml")
+    # Unpaced, the file's frames are stamped as fast as the box analyses them: a dwell time in wall-clock
+    # seconds would make zone entry depend on the machine's speed, so any entry counts here.
+    zones = [zone.model_copy(update={"min_dwell_s": 0.0}) for zone in site.cameras[0].zones]
     cameras = [
-        site.cameras[0].model_copy(update={"realtime": False, "loop": False, "fps": 2}),
+        site.cameras[0].model_copy(update={"realtime": False, "loop": False, "fps": 2, "zones": zones}),
         site.cameras[0].model_copy(update={"id": "broken", "source": str(tmp_path / "missing.mp4")}),
     ]
     return site.model_copy(
@@ -225,3 +229,49 @@ def test_a_stopped_app_is_freed_with_its_model_and_frames(config):
     del app
     gc.collect()
     assert freed() is None, [type(r).__name__ for r in gc.get_referrers(freed())]
+
+
+def test_one_snapshot_jpeg_is_shared_by_the_evidence_file_and_the_mqtt_snapshot(config, monkeypatch):
+    one_camera = config.model_copy(
+        update={
+            "cameras": [config.cameras[0]],
+            "hard_examples": config.hard_examples.model_copy(update={"enabled": False}),
+        }
+    )
+    encoded: list[bytes] = []
+    real_imencode = cv2.imencode
+
+    def counting_imencode(ext, image, params=()):
+        ok, data = real_imencode(ext, image, params)
+        if sys._getframe(1).f_globals["__name__"] == "edge.events.evidence":
+            encoded.append(data.tobytes())
+        return ok, data
+
+    monkeypatch.setattr(cv2, "imencode", counting_imencode)
+    sink = Recorder()
+    published: list[bytes] = []
+    sink.publish_snapshot = lambda camera_id, jpeg: published.append(jpeg)  # type: ignore[method-assign]
+    start_frames: list[int] = []
+
+    def note_starts(result):
+        if any(e.phase is Phase.START for e in result.events):
+            start_frames.append(result.frame.seq)
+
+    app = EdgeApp(one_camera, alerts=sink, on_result=note_starts)
+    app.start()
+    deadline = time.monotonic() + 120
+    while not start_frames and time.monotonic() < deadline:
+        time.sleep(0.1)
+    app.stop()
+    assert start_frames, "the sample video has violations"
+    starts = [e for e in sink.events if e.phase is Phase.START]
+    files = {
+        (one_camera.evidence.folder / r.path).read_bytes()
+        for e in starts
+        for r in e.evidence
+        if r.kind == "snapshot"
+    }
+    # One JPEG per frame on which events started, shared by its evidence file and the MQTT snapshot (sent
+    # once per event starting on it): never encoded once for the file and again for MQTT.
+    assert len(encoded) == len(set(encoded)) == len(files)
+    assert set(published) == set(encoded) == files

@@ -7,12 +7,15 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
-from frames_support import wait_until
+from frames_support import level_of, wait_until
+from prometheus_client import CollectorRegistry
 
 from edge.dataflow import Frame
 from edge.frames.health import CameraStatus
 from edge.frames.reader import Backoff, CameraReader, RateCap
+from edge.frames.sources import FileSource
 
 
 def drain(reader: CameraReader) -> list[Frame]:
@@ -216,3 +219,45 @@ def test_unpaced_file_waits_for_the_consumer_so_no_frame_is_dropped(videos: dict
     assert reader.status is CameraStatus.ENDED
     assert seqs == list(range(len(seqs))) and len(seqs) == snapshot.frames_read
     assert snapshot.frames_dropped == 0
+
+
+def test_frames_the_fps_cap_skips_are_grabbed_and_never_retrieved(
+    videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    retrieved: list[int] = []
+    real_retrieve = FileSource.retrieve
+
+    def counting_retrieve(source: FileSource) -> np.ndarray | None:
+        retrieved.append(source._index)
+        return real_retrieve(source)
+
+    monkeypatch.setattr(FileSource, "retrieve", counting_retrieve)
+    registry = CollectorRegistry()
+    reader = CameraReader(
+        "gate", str(videos["short"]), fps_cap=5, realtime=False, loop=False, registry=registry
+    )
+    reader.start()
+    frames = drain(reader)
+    reader.stop(5)
+    snap = reader.health.snapshot()
+    # 12 frames at 20 fps capped to 5 fps: frames 0, 4 and 8 are converted to images, the 9 others only
+    # grabbed; the images handed out are those very frames (grab and retrieve stay in step).
+    assert retrieved == [0, 4, 8]
+    assert [int(frame.image[0, 0, 0]) for frame in frames] == pytest.approx(
+        [level_of(0), level_of(4), level_of(8)], abs=6
+    )
+    assert snap.frames_read == 12 and snap.frames_skipped == 9 and snap.frames_grabbed_only == 9
+    assert registry.get_sample_value("sitesentry_camera_frames_grabbed_only_total", {"camera": "gate"}) == 9
+
+
+def test_a_looping_capped_file_grabs_across_its_end(videos: dict[str, Path]) -> None:
+    reader = CameraReader("gate", str(videos["short"]), fps_cap=5, realtime=False, loop=True)
+    reader.start()
+    frames: list[Frame] = []
+    while len(frames) < 7 and (frame := reader.wait_frame(frames[-1].seq if frames else -1, 10)):
+        frames.append(frame)
+    reader.stop(5)
+    # Each pass of the 12-frame file gives frames 0, 4 and 8; the rewind is grabbed like any frame.
+    levels = [int(frame.image[0, 0, 0]) for frame in frames]
+    assert levels == pytest.approx([level_of(i) for i in (0, 4, 8, 0, 4, 8, 0)], abs=6)
+    assert reader.health.snapshot().frames_grabbed_only >= 12

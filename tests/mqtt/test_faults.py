@@ -322,13 +322,16 @@ def small_disk(path: Path, megabytes: int) -> Iterator[Path]:
 
 
 def fill(disk: Path) -> Path:
-    """Take every free byte of the disk (another program's log, say); return the file to delete later."""
+    """Take every free byte of the disk (another program's log, say); return the file to delete later.
+
+    The file is created before the edge starts writing (see the test), since a tmpfs the edge has already
+    filled refuses even a new empty file; unbuffered, so closing it cannot fail on a last flush.
+    """
     filler = disk / "filler.bin"
-    with open(filler, "wb") as f:
+    with open(filler, "ab", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return filler
@@ -349,6 +352,7 @@ def test_a_full_disk_under_outbox_and_evidence(mosquitto: Mosquitto, tmp_path: P
             "--clip-delay",
             "1",
         )
+        (disk / "filler.bin").touch()
         sub = consumer(mosquitto.port)
         edge = Edge(mosquitto.port, outbox, log, *args, "--rate", "5", "--hold", "2")
         edge.wait_line("READY")

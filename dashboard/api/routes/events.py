@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import select
 
 from dashboard.actions import take_action
@@ -27,7 +27,7 @@ from dashboard.storage.models import EventStatus, User
 router = APIRouter(prefix="/events", tags=["events"])
 
 
-def _filters(
+def event_filters(
     site: str | None = None,
     camera: str | None = None,
     zone: str | None = None,
@@ -36,7 +36,7 @@ def _filters(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> EventFilters:
-    """Read the common filter parameters (times need an offset)."""
+    """Read the filter parameters of alert lists and exports (times need an offset); a dependency."""
     for moment in (since, until):
         if moment is not None and moment.tzinfo is None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "times need an offset, e.g. +08:00")
@@ -47,18 +47,11 @@ def _filters(
 def events(
     user: Viewer,
     db: Db,
-    site: str | None = None,
-    camera: str | None = None,
-    zone: str | None = None,
-    rule: str | None = None,
-    status_: Annotated[EventStatus | None, Query(alias="status")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    filters: Annotated[EventFilters, Depends(event_filters)],
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> EventPage:
     """List alerts in the user's scope."""
-    filters = _filters(site, camera, zone, rule, status_, since, until)
     try:
         page = list_events(db, user.scope, filters, after=cursor, limit=limit)
     except ValueError:

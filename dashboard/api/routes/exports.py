@@ -10,16 +10,16 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from dashboard.api.routes.events import _filters
+from dashboard.api.routes.events import event_filters
 from dashboard.auth.deps import Ctx, CurrentActor, Db, Viewer
 from dashboard.auth.scope import Scope
 from dashboard.storage import audit
 from dashboard.storage.db import Database
 from dashboard.storage.events import EventFilters, list_events
-from dashboard.storage.models import Event, EventStatus
+from dashboard.storage.models import Event
 
 router = APIRouter(prefix="/exports", tags=["exports"])
 
@@ -106,23 +106,16 @@ def export_events(
     actor: CurrentActor,
     ctx: Ctx,
     db: Db,
-    site: str | None = None,
-    camera: str | None = None,
-    zone: str | None = None,
-    rule: str | None = None,
-    status_: Annotated[EventStatus | None, Query(alias="status")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    filters: Annotated[EventFilters, Depends(event_filters)],
     limit: Annotated[int, Query(ge=1, le=1_000_000)] = 100_000,
 ) -> StreamingResponse:
     """Stream the alerts in scope matching the filters; the export itself is audited (personal data)."""
-    filters = _filters(site, camera, zone, rule, status_, since, until)
     audit.record(
         db,
         actor,
         "events.export",
         target_type="events",
-        site=site,
+        site=filters.site,
         detail={"format": fmt, "filters": {k: str(v) for k, v in asdict(filters).items() if v is not None}},
     )
     db.commit()

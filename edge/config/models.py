@@ -172,8 +172,8 @@ class ModelConfig(Strict):
             "Detector backend. auto: an OpenVINO IR (.xml) -> openvino; an NVIDIA GPU with `tensorrt`"
             " and `cuda-python` importable and `providers` listing tensorrt -> tensorrt (native engine); an"
             " NVIDIA GPU with ONNX Runtime's TensorRT or CUDA provider that `providers` asks for -> onnxrt on"
-            " the GPU; the `openvino` package installed -> openvino (about 2x ONNX Runtime on x86 CPUs); else onnxrt."
-            " The choice and why are logged (`sitesentry doctor` shows it)."
+            " the GPU; the `openvino` package installed -> openvino (about 2x ONNX Runtime on x86 CPUs);"
+            " else onnxrt. The choice and why are logged (`sitesentry doctor` shows it)."
         ),
     )
     path: Path = Field(

@@ -314,7 +314,10 @@ def test_tensorrt_engine_matches_onnx_runtime_on_real_photos(tmp_path: Path) -> 
     from edge.detections.tensorrt_backend import TensorRtDetector
 
     cache = Path(os.environ.get("SITESENTRY_ENGINE_CACHE", tmp_path))
-    engine = TensorRtDetector(MODEL, "fp16", 8, cache, default_confidence=0.25, expected_names=CLASS_NAMES)
+    batch = int(os.environ.get("SITESENTRY_MAX_BATCH", "16"))  # gpu-check.sh: the engine it built already
+    engine = TensorRtDetector(
+        MODEL, "fp16", batch, cache, default_confidence=0.25, expected_names=CLASS_NAMES
+    )
     reference = OnnxDetector(MODEL, default_confidence=0.25, expected_names=CLASS_NAMES)
     images = [cv2.imread(str(p)) for p in photos(16)]
     compared = 0
@@ -329,7 +332,7 @@ def test_tensorrt_engine_matches_onnx_runtime_on_real_photos(tmp_path: Path) -> 
             assert np.min(np.abs(ours.confidence[same] - conf)) <= 1e-2
             compared += 1
     assert compared > 20
-    cached = TensorRtDetector(MODEL, "fp16", 8, cache, expected_names=CLASS_NAMES)
+    cached = TensorRtDetector(MODEL, "fp16", batch, cache, expected_names=CLASS_NAMES)
     assert cached.engine_file == engine.engine_file  # the second start loads the cached engine
 
 
@@ -381,3 +384,31 @@ def test_gpu_check_script_records_no_gpu_cleanly(tmp_path: Path) -> None:
         report["steps"]["gpu"]["status"] == "skipped" and "no NVIDIA GPU" in report["steps"]["gpu"]["detail"]
     )
     assert {s["status"] for s in report["steps"].values()} <= {"ok", "skipped", "failed"}
+    assert report["steps"]["libraries"]["status"] == "ok" and report["libraries"]["auto"][0] != "tensorrt"
+
+
+# ---------------------------------------------------------------- sitesentry export --format engine
+
+
+def test_export_format_engine_needs_an_onnx_file_and_says_why_it_cannot_build_here(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+
+    def export(*args: object):
+        return CliRunner().invoke(app, ["export", *(str(a) for a in args)])
+
+    wrong = export("--format", "plan", "--weights", MODEL)
+    assert wrong.exit_code == 2 and "--format 'plan': expected onnx or engine" in wrong.output
+    weights = export("--format", "engine", "--weights", MODEL.with_suffix(".pt"))
+    assert weights.exit_code == 2 and "builds from an ONNX file" in weights.output
+    int8 = export("--format", "engine", "--weights", MODEL, "--precision", "int8")
+    assert int8.exit_code == 2 and "engine_precision int8 needs `calibration`" in int8.output
+    if tensorrt_imports() and nvidia_device() is not None:
+        built = export("--format", "engine", "--weights", MODEL, "--out", tmp_path)
+        assert built.exit_code == 0 and "cache key " in built.output, built.output
+        assert list(tmp_path.glob("model-fp16-*.engine")) and list(tmp_path.glob("*.engine.key.json"))
+    else:
+        here = export("--format", "engine", "--weights", MODEL, "--out", tmp_path)
+        assert here.exit_code == 2 and "error: model.type tensorrt: " in here.output
+        assert not list(tmp_path.iterdir())  # nothing half-built left in the cache

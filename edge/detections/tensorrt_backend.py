@@ -172,10 +172,10 @@ class _Logger:
                 trt.ILogger.__init__(self)
 
             def log(self, severity: Any, msg: str) -> None:
-                if severity <= trt.ILogger.Severity.ERROR:
+                if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
                     outer.errors.append(msg)
                     log.error("TensorRT: %s", msg)
-                elif severity <= trt.ILogger.Severity.WARNING:
+                elif severity == trt.ILogger.Severity.WARNING:
                     log.warning("TensorRT: %s", msg)
                 else:
                     log.debug("TensorRT: %s", msg)
@@ -269,7 +269,7 @@ class TensorRtDetector(YoloDetector):
             info, confidence, default_confidence, iou, max_det, dynamic_hw=dynamic_hw, input_dtype=np.float32
         )
         self._lock = threading.Lock()  # infer may be called from the app loop and from a bench thread
-        self._buffers: list[tuple[int, int]] = []  # (host pointer, device pointer) to free
+        self._buffers: list[tuple[str, int]] = []  # ("host" | "device", pointer) to free
         try:
             self._bind(engine)
             self.detect(np.full((*self.info.imgsz, 3), 114, np.uint8))  # warm-up: proves the engine runs
@@ -344,14 +344,15 @@ class TensorRtDetector(YoloDetector):
         cudart = self._cudart
         try:
             host = int(_check(cudart, cudart.cudaMallocHost(nbytes), "cudaMallocHost"))
+            self._buffers.append(("host", host))
             device = int(_check(cudart, cudart.cudaMalloc(nbytes), "cudaMalloc"))
+            self._buffers.append(("device", device))
         except CudaError as exc:
             free, total = _check(cudart, cudart.cudaMemGetInfo(), "cudaMemGetInfo")
             raise ModelError(
                 f"{self.path}: {exc} allocating {nbytes >> 20} MiB for {what} "
                 f"({int(free) >> 20} of {int(total) >> 20} MiB free on {self.gpu.name})"
             ) from None
-        self._buffers.append((host, device))
         view = np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(host))
         return host, device, view
 
@@ -427,9 +428,8 @@ class TensorRtDetector(YoloDetector):
     def close(self) -> None:
         """Free the CUDA buffers and stream (also done at interpreter exit by the driver)."""
         cudart = self._cudart
-        for host, device in getattr(self, "_buffers", []):
-            cudart.cudaFreeHost(host)
-            cudart.cudaFree(device)
+        for kind, pointer in getattr(self, "_buffers", []):
+            (cudart.cudaFreeHost if kind == "host" else cudart.cudaFree)(pointer)
         self._buffers = []
         if getattr(self, "_stream", None) is not None:
             cudart.cudaStreamDestroy(self._stream)

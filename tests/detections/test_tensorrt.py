@@ -33,7 +33,7 @@ from edge.detections.engine_cache import (
 )
 from edge.detections.onnxrt import OnnxDetector
 from edge.detections.select import HostFacts, LibraryFact, choose_backend, nvidia_device, probe_host
-from edge.detections.tensorrt_backend import input_profile
+from edge.detections.tensorrt_backend import input_profile, onnx_description
 from edge.labels import CLASS_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -191,6 +191,16 @@ def test_the_input_profile_spans_one_camera_to_max_batch_and_letterboxed_sizes()
     assert not dynamic.admits((9, 3, 416, 416)) and not dynamic.admits((1, 3, 448, 416))
     fixed = input_profile((640, 640), dynamic_batch=False, dynamic_hw=False, max_batch=8, stride=32)
     assert fixed.shapes() == ((1, 3, 640, 640),) * 3
+
+
+def test_the_shipped_onnx_is_read_without_tensorrt_for_its_profile(tmp_path: Path) -> None:
+    meta, inputs, outputs = onnx_description(MODEL)
+    assert inputs == [["batch", 3, "height", "width"]] and outputs == [["batch", 9, "anchors"]]
+    assert meta["imgsz"] == "[416, 416]" and meta["stride"] == "32"
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"not a protobuf")
+    with pytest.raises(ModelError, match=r"model.onnx: not a loadable ONNX model"):
+        onnx_description(broken)
 
 
 # ---------------------------------------------------------------- errors without TensorRT or a GPU

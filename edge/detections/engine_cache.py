@@ -153,6 +153,22 @@ def check_engine(engine: Path, key: EngineKey) -> None:
         raise StaleEngine(f"{engine}: its bytes differ from those its key file recorded (partial write?)")
 
 
+def cached_engines(cache_dir: Path) -> list[tuple[Path, dict[str, object] | None]]:
+    """The engines in a cache folder with their recorded keys (None: no readable key file), newest first."""
+    folder = Path(cache_dir)
+    if not folder.is_dir():
+        return []
+    found: list[tuple[Path, dict[str, object] | None]] = []
+    for engine in sorted(folder.glob("*.engine"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            record = json.loads(key_path(engine).read_text(encoding="utf-8"))
+            key = record.get("key") if isinstance(record, dict) else None
+        except (OSError, ValueError):
+            key = None
+        found.append((engine, key if isinstance(key, dict) else None))
+    return found
+
+
 def write_engine(engine: Path, key: EngineKey, data: bytes) -> Path:
     """Write an engine and then its key file, each atomically (a crash leaves no key for a partial engine)."""
     engine.parent.mkdir(parents=True, exist_ok=True)

@@ -223,6 +223,46 @@ def build_engine(
     return bytes(serialized)
 
 
+def engine_key(
+    onnx_path: Path,
+    gpu: GpuInfo,
+    tensorrt_version: str,
+    precision: str,
+    max_batch: int,
+    calibration: Path | None = None,
+) -> EngineKey:
+    """The cache key of the engine this box builds for an ONNX file, computed without TensorRT.
+
+    The backend looks its engine up with it; `sitesentry doctor` can tell whether that engine is cached
+    (engine_cache.check_engine) from `gpu_info` and the tensorrt version alone.
+    """
+    meta, inputs, outputs = onnx_description(onnx_path)
+    info = read_model_info(onnx_path, meta, inputs, outputs, None, [])
+    dynamic_hw = not all(isinstance(d, int) for d in inputs[0][2:])
+    profile = input_profile(
+        info.imgsz, info.batch is None, dynamic_hw, max_batch, int(meta.get("stride", 32))
+    )
+    calibration_sha = None
+    if precision == "int8":
+        from edge.detections.quantize import calibration_images
+
+        if calibration is None:
+            raise ModelError(
+                "engine_precision int8 needs model.calibration (`sitesentry export --calibration`)"
+            )
+        calibration_sha = sha256_files(calibration_images(calibration))
+    return EngineKey(
+        gpu_name=gpu.name,
+        gpu_uuid=gpu.uuid,
+        compute_capability=gpu.compute_capability,
+        tensorrt_version=tensorrt_version,
+        precision=precision,
+        profile=profile,
+        onnx_sha256=sha256_file(onnx_path),
+        calibration_sha256=calibration_sha,
+    )
+
+
 class TensorRtDetector(YoloDetector):
     """A YOLO detector run by a TensorRT engine: one execution context, one CUDA stream, pinned host and
     device buffers sized for the profile's largest batch; batches above max_batch run in chunks.
@@ -286,31 +326,21 @@ class TensorRtDetector(YoloDetector):
 
     def _key(self, calibration: Path | None) -> tuple[EngineKey, Path, Path]:
         """The cache key, the engine file, and the ONNX to build from (the Q/DQ one for int8)."""
-        calibration_sha = None
+        key = engine_key(
+            self.path,
+            self.gpu,
+            str(self._trt.__version__),
+            self.precision,
+            self.profile.max_batch,
+            calibration,
+        )
         build_from = self.path
-        onnx_sha = sha256_file(self.path)
-        if self.precision == "int8":
+        if key.calibration_sha256 is not None and calibration is not None:
             from edge.detections.quantize import calibration_images, qdq_path, quantize_qdq
 
-            if calibration is None:
-                raise ModelError(
-                    "engine_precision int8 needs model.calibration (`sitesentry export --calibration`)"
-                )
-            images = calibration_images(calibration)
-            calibration_sha = sha256_files(images)
-            build_from = qdq_path(self.cache_dir, self.path, onnx_sha, calibration_sha)
+            build_from = qdq_path(self.cache_dir, self.path, key.onnx_sha256, key.calibration_sha256)
             if not build_from.is_file():
-                quantize_qdq(self.path, images, build_from)
-        key = EngineKey(
-            gpu_name=self.gpu.name,
-            gpu_uuid=self.gpu.uuid,
-            compute_capability=self.gpu.compute_capability,
-            tensorrt_version=str(self._trt.__version__),
-            precision=self.precision,
-            profile=self.profile,
-            onnx_sha256=onnx_sha,
-            calibration_sha256=calibration_sha,
-        )
+                quantize_qdq(self.path, calibration_images(calibration), build_from)
         return key, engine_path(self.cache_dir, self.path, key), build_from
 
     def _load_or_build(self, build_from: Path) -> Any:

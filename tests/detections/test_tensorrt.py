@@ -25,6 +25,7 @@ from edge.detections.engine_cache import (
     EngineKey,
     InputProfile,
     StaleEngine,
+    cached_engines,
     check_engine,
     engine_path,
     key_path,
@@ -165,6 +166,32 @@ def test_a_written_engine_loads_only_with_its_own_key(tmp_path: Path) -> None:
         check_engine(engine, dataclasses.replace(KEY, tensorrt_version="10.4.0"))
     with pytest.raises(StaleEngine, match="stale: onnx_sha256"):
         check_engine(engine, dataclasses.replace(KEY, onnx_sha256="b" * 64))
+
+
+def test_the_key_for_the_shipped_model_is_computed_without_tensorrt(tmp_path: Path) -> None:
+    from edge.detections.tensorrt_backend import GpuInfo, engine_key
+
+    orin = GpuInfo(0, "Orin", "GPU-0b1c2d3e-0000-1111-2222-333344445555", "8.7", 7620)
+    key = engine_key(MODEL, orin, "10.3.0", "fp16", 4)
+    assert key.onnx_sha256 == sha256_file(MODEL) and key.profile == PROFILE
+    assert dataclasses.replace(key, onnx_sha256="a" * 64) == KEY
+    with pytest.raises(ModelError, match="int8 needs model.calibration"):
+        engine_key(MODEL, orin, "10.3.0", "int8", 4)
+    calib = tmp_path / "calib"
+    (calib / "images").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg"):
+        (calib / "images" / name).write_bytes(name.encode())
+    (calib / "calibration.txt").write_text("images/a.jpg\nimages/b.jpg\n")
+    int8 = engine_key(MODEL, orin, "10.3.0", "int8", 4, calib)
+    (calib / "images" / "b.jpg").write_bytes(b"another image")
+    assert int8.calibration_sha256 and engine_key(MODEL, orin, "10.3.0", "int8", 4, calib) != int8
+    write_engine(engine_path(tmp_path, MODEL, key), key, b"plan")
+    (tmp_path / "copied.engine").write_bytes(b"plan")
+    listed = cached_engines(tmp_path)
+    assert {p.name: k is not None for p, k in listed} == {
+        engine_path(tmp_path, MODEL, key).name: True,
+        "copied.engine": False,
+    }
 
 
 def test_engines_without_a_matching_key_file_or_with_other_bytes_are_refused(tmp_path: Path) -> None:

@@ -215,7 +215,7 @@ class ModelConfig(Strict):
         None,
         description=(
             "Folder of built TensorRT engines, keyed by GPU, TensorRT version, precision, input profile and"
-            " ONNX hash (tensorrt; also ONNX Runtime's TensorRT provider cache). Default:"
+            " ONNX hash (tensorrt; ONNX Runtime's TensorRT provider caches in its onnxrt/ folder). Default:"
             " $XDG_CACHE_HOME/sitesentry/engines (~/.cache/sitesentry/engines)."
         ),
     )

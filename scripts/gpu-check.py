@@ -190,6 +190,13 @@ def install(check: Check) -> None:
         command += [PACKAGES[m] for m in missing]
     if check.run("install", command, 240) is not None:
         check.env["PYTHONPATH"] = os.pathsep.join([str(target), check.env["PYTHONPATH"]])
+    else:  # the usual cause: PyPI's TensorRT libraries are stubs that download from NVIDIA's own index
+        step = check.report["steps"]["install"]
+        step["detail"] = (
+            f"{step['detail']} (missing {', '.join(missing)}; tensorrt-cu12-libs on PyPI fetches from "
+            "NVIDIA's index at install time: carry built wheels in GPU_CHECK_WHEELS, or use JetPack's)"
+        )[:500]
+        check.save()
 
 
 def libraries(check: Check) -> dict[str, Any]:
@@ -275,6 +282,7 @@ def main() -> int:
         "bench",
     )
     force = os.environ.get("GPU_CHECK_FORCE") == "1"
+    check.report["forced"] = force  # a plumbing run: every step ran without a GPU
     if not gpu["present"] and not force:
         check.record("gpu", "skipped", "no NVIDIA GPU on this machine (no nvidia-smi GPU, no /dev/nvidia0)")
         check.report["libraries"] = libraries(check)  # what auto picks here, and why TensorRT is not used

@@ -372,7 +372,7 @@ def check_gstreamer(_: DoctorInput) -> Check:
     return Check("gstreamer", "ok", f"{details['version']}; elements: {', '.join(found) or 'none'}", details)
 
 
-def check_hardware_decoding(inp: DoctorInput) -> Check:
+def check_hw_decode(inp: DoctorInput) -> Check:
     """Whether `decoder: nvv4l2` can work: JetPack's nvv4l2decoder plus an OpenCV built with GStreamer."""
     opencv = _opencv_video()
     gst_ok = opencv["gstreamer"]
@@ -495,7 +495,7 @@ CHECKS: tuple[Callable[[DoctorInput], Check], ...] = (
     check_openvino,
     check_opencv,
     check_gstreamer,
-    check_hardware_decoding,
+    check_hw_decode,
     check_ffmpeg,
     check_engine_cache,
     check_disk,

@@ -161,6 +161,7 @@ class EdgeApp:
                 fps_cap=camera.fps,
                 realtime=camera.realtime,
                 loop=camera.loop,
+                decoder=camera.decoder,
                 registry=self.registry,
                 on_status=self._camera_status,
                 on_frame=self._frame_arrived.set,

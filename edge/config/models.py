@@ -147,11 +147,25 @@ class CameraConfig(Strict):
     tiling: TilingConfig = Field(
         default_factory=TilingConfig, description="Slicing for small, distant workers."
     )
+    decoder: Literal["software", "nvv4l2"] = Field(
+        "software",
+        description=(
+            "How RTSP video is decoded. software: OpenCV's FFmpeg on the CPU (any machine). nvv4l2: the"
+            " Jetson hardware decoder (NVDEC) through a GStreamer pipeline; needs JetPack's GStreamer plugins"
+            " and an OpenCV built with GStreamer (`sitesentry doctor` says whether this box has both)."
+        ),
+    )
 
     @property
     def is_stream(self) -> bool:
         """True when the source is a network stream or USB camera rather than a file path."""
         return self.source.startswith(STREAM_PREFIXES)
+
+    @model_validator(mode="after")
+    def _decoder_for_rtsp(self) -> CameraConfig:
+        if self.decoder != "software" and not self.source.lower().startswith(("rtsp://", "rtsps://")):
+            raise ValueError(f"decoder {self.decoder} reads rtsp:// sources only; use decoder: software here")
+        return self
 
     @model_validator(mode="after")
     def _unique_zones(self) -> CameraConfig:

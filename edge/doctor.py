@@ -26,7 +26,14 @@ from typing import Any, Literal
 
 from edge import __version__
 from edge.config.models import EvidenceConfig, HardExamplesConfig, ModelConfig, MqttConfig, SiteConfig
-from edge.detections import NVIDIA_DEVICES, choose_backend
+from edge.detections.engine_cache import KEY_SUFFIX, default_cache_dir
+from edge.detections.select import (
+    NVIDIA_DEVICES,
+    choose_backend,
+    probe_cuda_python,
+    probe_host,
+    probe_tensorrt,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +47,6 @@ CUDA_HOME = Path("/usr/local/cuda")
 TRTEXEC_JETPACK = Path("/usr/src/tensorrt/bin/trtexec")
 #: GStreamer elements of the hardware RTSP pipeline (edge/frames/gstreamer.py) and of its software twin.
 GST_ELEMENTS = ("rtspsrc", "parsebin", "nvv4l2decoder", "nvvidconv", "avdec_h264", "videoconvert", "appsink")
-#: Where engines are cached when the config does not say (relative to the working directory).
-DEFAULT_ENGINE_CACHE = Path("var/engines")
 
 
 @dataclass(frozen=True)
@@ -71,20 +76,14 @@ class DoctorInput:
     ) -> DoctorInput:
         """Take the sections the checks need from a loaded site config, or the defaults without one."""
         if site is None:
-            return cls(
-                ModelConfig(path=default_model),
-                EvidenceConfig(),
-                MqttConfig(),
-                HardExamplesConfig(),
-                DEFAULT_ENGINE_CACHE,
-            )
-        base = config_file.parent if config_file is not None else Path.cwd()
+            model = ModelConfig(path=default_model)
+            return cls(model, EvidenceConfig(), MqttConfig(), HardExamplesConfig(), default_cache_dir())
         return cls(
             site.model,
             site.evidence,
             site.mqtt,
             site.hard_examples,
-            (base / DEFAULT_ENGINE_CACHE).resolve(),
+            site.model.engine_cache or default_cache_dir(),
             config_file,
         )
 
@@ -102,16 +101,6 @@ def _tool(args: Sequence[str]) -> subprocess.CompletedProcess[str] | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def _dist_version(*names: str) -> str | None:
-    """The installed version of the first of these distributions that is present."""
-    for name in names:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def _first_line(text: str) -> str:
@@ -254,9 +243,11 @@ def check_cuda(_: DoctorInput) -> Check:
         match = re.search(r"release ([\d.]+)", nvcc.stdout) if nvcc is not None else None
         if match:
             details["toolkit"] = match.group(1)
-    cuda_python = _dist_version("cuda-python", "cuda-bindings")
-    if cuda_python:
-        details["cuda_python"] = cuda_python
+    cuda_python = probe_cuda_python()
+    if cuda_python.usable:
+        details["cuda_python"] = cuda_python.version
+    elif importlib.util.find_spec("cuda") is not None:
+        details["cuda_python_problem"] = cuda_python.problem
     if not details:
         return Check("cuda", "missing", "no CUDA driver or toolkit found")
     parts = [
@@ -274,28 +265,17 @@ def check_cuda(_: DoctorInput) -> Check:
 
 
 def check_tensorrt(_: DoctorInput) -> Check:
-    """TensorRT: the Python package (pip or JetPack's python3-libnvinfer) and trtexec."""
-    version = _dist_version("tensorrt", "tensorrt-cu12", "tensorrt_cu12")
-    details: dict[str, Any] = {}
-    if version is None and importlib.util.find_spec("tensorrt") is not None:
-        try:
-            import tensorrt
-
-            version = str(tensorrt.__version__)
-        except Exception as exc:  # a wheel without its libnvinfer raises OSError, ImportError or worse
-            details["import_error"] = _first_line(str(exc)) or type(exc).__name__
+    """TensorRT: the Python API the tensorrt backend imports (pip or JetPack), and trtexec."""
+    fact = probe_tensorrt()
     trtexec = shutil.which("trtexec") or (str(TRTEXEC_JETPACK) if TRTEXEC_JETPACK.exists() else None)
-    details.update({"python_package": version, "trtexec": trtexec})
-    if version is not None:
-        return Check(
-            "tensorrt", "ok", f"TensorRT {version}" + (f", trtexec {trtexec}" if trtexec else ""), details
-        )
-    if "import_error" in details or trtexec:
-        why = details.get("import_error") or "no Python package"
-        return Check("tensorrt", "warn", f"TensorRT Python API unusable ({why}); trtexec: {trtexec}", details)
-    return Check(
-        "tensorrt", "missing", "not installed (pip install -e '.[gpu]', or JetPack's python3-libnvinfer)"
-    )
+    details = {"version": fact.version, "problem": fact.problem, "trtexec": trtexec}
+    if fact.usable:
+        summary = f"TensorRT {fact.version}" + (f", trtexec {trtexec}" if trtexec else "")
+        return Check("tensorrt", "ok", summary, details)
+    installed = importlib.util.find_spec("tensorrt") is not None
+    if installed or trtexec:
+        return Check("tensorrt", "warn", f"Python API unusable ({fact.problem}); trtexec: {trtexec}", details)
+    return Check("tensorrt", "missing", f"{fact.problem} (pip install -e '.[gpu]' or JetPack)", details)
 
 
 def check_onnxruntime(inp: DoctorInput) -> Check:
@@ -414,16 +394,21 @@ def check_engine_cache(inp: DoctorInput) -> Check:
             {"folder": str(folder), "engines": []},
         )
     engines: list[dict[str, Any]] = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            stat = path.stat()
-            engines.append(
-                {
-                    "file": str(path.relative_to(folder)),
-                    "bytes": stat.st_size,
-                    "modified": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(),
-                }
-            )
+    for path in sorted(folder.glob("*.engine")):
+        stat = path.stat()
+        entry: dict[str, Any] = {
+            "file": path.name,
+            "bytes": stat.st_size,
+            "modified": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(),
+        }
+        try:  # the key the runtime checks before loading (edge/detections/engine_cache.py)
+            key = json.loads(path.with_name(path.name + KEY_SUFFIX).read_text())
+            entry["key"] = {
+                k: key.get(k) for k in ("gpu_name", "compute_capability", "tensorrt_version", "precision")
+            }
+        except (OSError, ValueError, AttributeError):
+            entry["key"] = None  # no readable key: the runtime rebuilds this engine instead of loading it
+        engines.append(entry)
     total = sum(e["bytes"] for e in engines) / 2**20
     return Check(
         "engine_cache",
@@ -472,8 +457,10 @@ def check_disk(inp: DoctorInput) -> Check:
 
 def check_backend(inp: DoctorInput) -> Check:
     """Which backend `model.type` resolves to for the configured model, and why (the runtime's own rule)."""
-    name, reason = choose_backend(inp.model)
+    facts = probe_host()  # what the runtime probes (TensorRT imported only with a GPU), so the answers agree
+    name, reason = choose_backend(inp.model, facts)
     details = {
+        "facts": asdict(facts),
         "type": inp.model.type,
         "backend": name,
         "reason": reason,

@@ -3,6 +3,7 @@ tool is reported instead of crashing, and the backend row agrees with the runtim
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -16,7 +17,8 @@ import yaml
 
 from edge import doctor
 from edge.config.models import ModelConfig
-from edge.detections import NVIDIA_DEVICES, choose_backend
+from edge.detections.engine_cache import KEY_SUFFIX
+from edge.detections.select import NVIDIA_DEVICES, choose_backend
 from edge.doctor import CHECKS, Check, DoctorInput, run_checks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,26 +134,37 @@ def test_a_check_that_raises_becomes_a_warning() -> None:
     assert results[1] == Check("broken", "warn", "check failed: OSError: driver went away")
 
 
-def test_engine_cache_lists_its_files_and_low_disk_warns(tmp_path: Path) -> None:
+def test_engine_cache_lists_engines_with_their_keys_and_low_disk_warns(tmp_path: Path) -> None:
     cache = tmp_path / "engines"
-    (cache / "sub").mkdir(parents=True)
-    (cache / "sub" / "model.fp16.engine").write_bytes(b"\0" * 2048)
+    cache.mkdir()
+    (cache / "model-fp16-0123.engine").write_bytes(b"\0" * 2048)
+    key = {"gpu_name": "Orin", "compute_capability": "8.7", "tensorrt_version": "10.3.0", "precision": "fp16"}
+    (cache / f"model-fp16-0123.engine{KEY_SUFFIX}").write_text(json.dumps({**key, "recipe": 1}))
+    (cache / "model-int8-4567.engine").write_bytes(b"\0" * 1024)  # no key file: the runtime rebuilds it
     base = DoctorInput.from_config(None, None, MODEL)
-    inp = DoctorInput(
-        base.model,
-        base.evidence.model_copy(update={"folder": tmp_path / "evidence", "min_free_gb": 1e9}),
-        base.mqtt,
-        base.hard_examples,
-        cache,
+    inp = dataclasses.replace(
+        base,
+        evidence=base.evidence.model_copy(update={"folder": tmp_path / "evidence", "min_free_gb": 1e9}),
+        engine_cache=cache,
     )
     engine = doctor.check_engine_cache(inp)
     assert engine.status == "ok"
-    assert [(e["file"], e["bytes"]) for e in engine.details["engines"]] == [("sub/model.fp16.engine", 2048)]
+    assert [(e["file"], e["bytes"], e["key"]) for e in engine.details["engines"]] == [
+        ("model-fp16-0123.engine", 2048, key),
+        ("model-int8-4567.engine", 1024, None),
+    ]
     disk = doctor.check_disk(inp)
     assert disk.status == "warn"
     assert "below evidence.min_free_gb (1e+09 GB): evidence, outbox, engine_cache" in disk.summary
-    empty = doctor.check_engine_cache(DoctorInput(*[*vars(inp).values()][:4], tmp_path / "none"))
+    empty = doctor.check_engine_cache(dataclasses.replace(inp, engine_cache=tmp_path / "none"))
     assert empty.status == "missing"
+
+
+def test_engine_cache_comes_from_the_config(tmp_path: Path) -> None:
+    config = site_yaml(tmp_path, engine_cache=str(tmp_path / "my-engines"))
+    checks = by_name(json.loads(run_doctor("--json", "-c", str(config)).stdout))
+    assert checks["engine_cache"]["details"]["folder"] == str(tmp_path / "my-engines")
+    assert checks["disk"]["details"]["folders"]["engine_cache"]["folder"] == str(tmp_path / "my-engines")
 
 
 def test_jetson_release_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -485,7 +485,12 @@ class EdgeApp:
                     str(rule): n for rule, n in r.pipeline.lifecycle.stats.suppressed_rate_by_rule.items()
                 },
             }
-        return {"cameras": cameras, "queues": {"evidence_clips": {"depth": self.evidence.pending_clips}}}
+        info = self.detector.info
+        return {
+            "cameras": cameras,
+            "queues": {"evidence_clips": {"depth": self.evidence.pending_clips}},
+            "detector": {"model": f"{info.name} {info.version}", "providers": list(info.providers)},
+        }
 
     def stats(self) -> dict[str, Any]:
         """Figures for display: status, fps and open events per camera, pending clips."""

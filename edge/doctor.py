@@ -275,7 +275,12 @@ def check_tensorrt(_: DoctorInput) -> Check:
     installed = importlib.util.find_spec("tensorrt") is not None
     if installed or trtexec:
         return Check("tensorrt", "warn", f"Python API unusable ({fact.problem}); trtexec: {trtexec}", details)
-    return Check("tensorrt", "missing", f"{fact.problem} (pip install -e '.[gpu]' or JetPack)", details)
+    return Check(
+        "tensorrt",
+        "missing",
+        f"{fact.problem} (pip install -e '.[tensorrt]' on x86, JetPack's python3-libnvinfer on Jetson)",
+        details,
+    )
 
 
 def check_onnxruntime(inp: DoctorInput) -> Check:

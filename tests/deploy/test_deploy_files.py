@@ -234,8 +234,58 @@ def test_jetson_site_config_loads_and_agrees_with_compose_and_the_image(
     assert site.model.path == Path("/opt/sitesentry/models/ppe-yolo/model.onnx")
     assert "COPY models/ppe-yolo/model.onnx" in (JETSON / "Dockerfile").read_text(encoding="utf-8")
     assert site.cameras[0].decoder == "nvv4l2"
-    engine = compose["services"]["engine"]
-    assert engine["environment"]["SITESENTRY_ENGINE_DIR"] == str(site.model.engine_cache)
+
+
+def engine_commands() -> dict[str, list[str]]:
+    """The `sitesentry ...` arguments of the engine one-shot, as compose and the systemd unit write them."""
+    compose = yaml.safe_load((JETSON / "compose.yaml").read_text(encoding="utf-8"))
+    unit = (JETSON / "sitesentry-engine.service").read_text(encoding="utf-8")
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    unit_args = exec_start.split("=", 1)[1].split()
+    assert unit_args[0].endswith("/bin/sitesentry")
+    return {"compose": compose["services"]["engine"]["command"], "systemd": unit_args[1:]}
+
+
+def test_engine_one_shot_builds_what_the_edge_will_look_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in SITE_ENV.items():
+        monkeypatch.setenv(name, value)
+    model = load_config(JETSON / "site.yaml").model
+    commands = engine_commands()
+    assert commands["compose"] == commands["systemd"]
+    args = dict(arg.split("=", 1) for arg in commands["compose"][1:])
+    assert commands["compose"][0] == "export" and args["--format"] == "engine"
+    # The engine's key holds precision and batch profile: equal to the runtime's, or the edge rebuilds it.
+    assert args == {
+        "--format": "engine",
+        "--weights": str(model.path),
+        "--precision": model.engine_precision,
+        "--max-batch": str(model.max_batch),
+        "--out": str(model.engine_cache),
+    }
+
+
+def test_engine_one_shot_arguments_are_accepted_by_the_cli(tmp_path: Path) -> None:
+    """The exact arguments, run here (paths moved into the checkout): they parse, and without TensorRT the
+    command stops with its one-line reason, not a usage error."""
+    args = [
+        arg.replace("/opt/sitesentry/", f"{REPO}/").replace("/var/lib/sitesentry/engines", str(tmp_path))
+        for arg in engine_commands()["systemd"]
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "edge.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    if done.returncode == 0:  # a box with an NVIDIA GPU and TensorRT: the engine was built
+        assert "TensorRT engine" in done.stdout and any(tmp_path.glob("*.engine"))
+        return
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and "tensorrt" in done.stderr.lower(), done.stderr
+    assert "No such option" not in done.stderr and "Usage" not in done.stderr
 
 
 def test_build_engine_script_says_when_trtexec_is_missing(tmp_path: Path) -> None:

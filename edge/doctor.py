@@ -385,7 +385,8 @@ def check_ffmpeg(_: DoctorInput) -> Check:
     done = _tool(["ffmpeg", "-hide_banner", "-version"])
     if done is None or done.returncode != 0:
         return Check("ffmpeg", "missing", "ffmpeg command not found (not needed: OpenCV bundles FFmpeg)")
-    return Check("ffmpeg", "ok", _first_line(done.stdout), {"version": _first_line(done.stdout)})
+    version = _first_line(done.stdout).split(" Copyright")[0]
+    return Check("ffmpeg", "ok", version, {"version": version})
 
 
 def check_engine_cache(inp: DoctorInput) -> Check:

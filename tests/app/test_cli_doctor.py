@@ -183,3 +183,39 @@ def test_jetson_release_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyP
     if not any(Path(d).exists() for d in NVIDIA_DEVICES):  # e.g. a container started without the runtime
         assert gpu.status == "warn"
         assert "nvidia runtime" in gpu.summary
+
+
+#: What nvidia-smi printed on an H200 box (driver 570), for the parsing test below: this machine has no GPU.
+NVIDIA_SMI = """#!/bin/sh
+case "$1" in
+  --query-gpu=*) echo "NVIDIA H200, 570.124.06, 143771, 9.0" ;;
+  *) echo "| NVIDIA-SMI 570.124.06   Driver Version: 570.124.06   CUDA Version: 12.8 |" ;;
+esac
+"""
+
+
+def test_nvidia_smi_output_is_parsed_into_gpu_and_cuda_rows(tmp_path: Path) -> None:
+    """Recorded nvidia-smi output stands in for a GPU this CI machine lacks; the real tool runs in
+    scripts/gpu-check.sh on a GPU box."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(NVIDIA_SMI)
+    smi.chmod(0o755)
+    done = run_doctor("--json", env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    checks = by_name(json.loads(done.stdout))
+    if Path(doctor.JETSON_RELEASE).exists():
+        pytest.skip("a Jetson reports its module instead")
+    assert checks["gpu"]["status"] == "ok"
+    assert checks["gpu"]["details"]["gpus"] == [
+        {
+            "name": "NVIDIA H200",
+            "driver": "570.124.06",
+            "memory_mib": 143771,
+            "compute_capability": "9.0",
+            "source": "nvidia-smi",
+        }
+    ]
+    assert checks["gpu"]["summary"] == "NVIDIA H200 (143771 MiB, driver 570.124.06)"
+    assert checks["cuda"]["status"] == "ok"
+    assert checks["cuda"]["details"]["driver_cuda"] == "12.8"

@@ -145,11 +145,22 @@ class QueueFigures(Wire):
     dropped: int = Field(0, ge=0, description="Items dropped since start.")
 
 
+class DetectorFigures(Wire):
+    """What the detector really runs on, as the backend reported it after loading the model."""
+
+    model: str = Field(description="Model name and version from its metadata.")
+    providers: list[str] = Field(
+        description="ONNX Runtime execution providers the session got (a GPU one missing means it fell back),"
+        " or the native backend and device, e.g. `TensorRT 10.3.0 fp16 on Orin` or `OpenVINO:CPU`."
+    )
+
+
 class HeartbeatStats(Wire):
     """The figures the app hands to `AlertPublisher.heartbeat`; the publisher adds its own."""
 
     cameras: dict[str, CameraFigures] = Field(default_factory=dict, description="Keyed by camera id.")
     queues: dict[str, QueueFigures] = Field(default_factory=dict, description="Keyed by queue name.")
+    detector: DetectorFigures | None = Field(None, description="The detector's model and providers.")
 
 
 class OutboxFigures(Wire):
@@ -176,6 +187,9 @@ class HeartbeatMessage(Wire):
     reconnects: int = Field(ge=0, description="Broker reconnections since the edge started.")
     interval_s: float | None = Field(
         None, gt=0, description="Seconds until the next heartbeat: older than 3 intervals means stale."
+    )
+    detector: DetectorFigures | None = Field(
+        None, description="The detector's model and the providers it really runs on (absent: not reported)."
     )
 
 

@@ -161,6 +161,7 @@ class EdgeApp:
                 fps_cap=camera.fps,
                 realtime=camera.realtime,
                 loop=camera.loop,
+                decoder=camera.decoder,
                 registry=self.registry,
                 on_status=self._camera_status,
                 on_frame=self._frame_arrived.set,
@@ -484,7 +485,12 @@ class EdgeApp:
                     str(rule): n for rule, n in r.pipeline.lifecycle.stats.suppressed_rate_by_rule.items()
                 },
             }
-        return {"cameras": cameras, "queues": {"evidence_clips": {"depth": self.evidence.pending_clips}}}
+        info = self.detector.info
+        return {
+            "cameras": cameras,
+            "queues": {"evidence_clips": {"depth": self.evidence.pending_clips}},
+            "detector": {"model": f"{info.name} {info.version}", "providers": list(info.providers)},
+        }
 
     def stats(self) -> dict[str, Any]:
         """Figures for display: status, fps and open events per camera, pending clips."""

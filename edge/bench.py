@@ -153,9 +153,17 @@ def stage_latency(model: Path, video: Path, frames: int, backend: str = "onnxrt"
 
 
 def end_to_end_fps(
-    model: Path, video: Path, cameras: int, seconds: float, backend: str = "onnxrt"
+    model: Path,
+    video: Path,
+    cameras: int,
+    seconds: float,
+    backend: str = "onnxrt",
+    model_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the real app (reader threads, batching, rules, evidence) on N copies of the video, unpaced."""
+    """Run the real app (reader threads, batching, rules, evidence) on N copies of the video, unpaced.
+
+    `model_settings` adds model.* keys (scripts/gpu-check.py: max_batch, engine_cache, engine_precision).
+    """
     from edge.app import EdgeApp
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,7 +175,9 @@ def end_to_end_fps(
                 )
                 for i in range(cameras)
             ],
-            model=ModelConfig(type=backend, path=model, providers=["cpu"]),  # type: ignore[arg-type]
+            model=ModelConfig.model_validate(
+                {"type": backend, "path": model, "providers": ["cpu"], **(model_settings or {})}
+            ),
             evidence=EvidenceConfig(folder=Path(tmp) / "evidence"),
             metrics=MetricsConfig(enabled=False),
         )

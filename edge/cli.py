@@ -220,6 +220,38 @@ def bench(
         json_file.write_text(text + "\n", encoding="utf-8")
 
 
+@app.command()
+def doctor(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Site YAML file (default: built-in defaults).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Report what this box can run (GPU, CUDA, TensorRT, ONNX Runtime, OpenVINO, decoders, engine cache,
+    free disk) and which backend `model.type: auto` would choose, and why."""
+    from rich.table import Table
+
+    from edge.doctor import DoctorInput, run_checks, to_json
+
+    site = None
+    if config is not None:
+        try:
+            site = load_config(config)  # paths are reported by the checks, not refused
+        except ConfigError as exc:
+            for line in exc.lines()[:MAX_ERRORS_SHOWN]:
+                say("error: ", "bold red", line)
+            raise typer.Exit(2) from None
+    checks = run_checks(DoctorInput.from_config(site, config, REPO_ROOT / "models/ppe-yolo/model.onnx"))
+    if as_json:
+        typer.echo(json.dumps(to_json(checks), indent=2))
+        return
+    styles = {"ok": "green", "warn": "yellow", "missing": "dim"}
+    table = Table("check", "status", "detail", title="sitesentry doctor", show_lines=False)
+    for check in checks:
+        table.add_row(check.name, Text(check.status, styles[check.status]), Text(check.summary))
+    Console().print(table)
+
+
 def main() -> None:
     """Entry point for `python -m edge`."""
     app()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def _one_line_errors() -> Iterator[None]:
     try:
         yield
     except _BAD_INPUT as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -346,6 +347,17 @@ def eval_command(
             "(overlap from the site config's first tiled camera, else 0.2)."
         ),
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="Evaluate an ONNX --model through a native TensorRT engine of this precision: fp16, int8 "
+            "(needs --calibration) or fp32; built into the engine cache on first use (NVIDIA GPU)."
+        ),
+    ] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(help="INT8 calibration set (`export --calibration`), for --engine int8.")
+    ] = None,
+    engine_cache: Annotated[Path | None, typer.Option(help="TensorRT engine cache folder.")] = None,
 ) -> None:
     """Evaluate a model through the edge's ONNX detector: per-class AP, mAP, P/R and violation figures."""
     _logging()
@@ -365,6 +377,11 @@ def eval_command(
             model_config, rules = site.model, site.rules
             overlap = next((c.tiling.overlap for c in site.cameras if c.tiling.enabled), overlap)
         slices = _tiling(tiling, overlap) if tiling is not None else None
+        if engine is not None:
+            changes = {"type": "tensorrt", "engine_precision": engine, "calibration": calibration}
+            if engine_cache is not None:
+                changes["engine_cache"] = engine_cache
+            model_config = ModelConfig.model_validate({**model_config.model_dump(), **changes})
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("evaluating", total=None)
             report = evaluate(
@@ -474,10 +491,27 @@ def _run_record(weights: Path) -> dict[str, Any]:
 
 
 def export_command(
-    weights: Annotated[Path, typer.Option(help="Trained ultralytics weights (.pt).")],
+    weights: Annotated[
+        Path, typer.Option(help="Trained ultralytics weights (.pt); with --format engine, the ONNX model.")
+    ],
     out_file: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Where to write the ONNX model (.pt weights).")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Where to write the ONNX model (.pt); with --format engine, the cache folder."
+        ),
     ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="onnx: export .pt weights to ONNX (needs the train extra). engine: build this box's "
+            "TensorRT engine from an ONNX file into the engine cache (no torch needed); prints its key.",
+        ),
+    ] = "onnx",
+    precision: Annotated[
+        str, typer.Option(help="Engine precision: fp16, int8 (Q/DQ on --calibration) or fp32.")
+    ] = "fp16",
+    max_batch: Annotated[int, typer.Option(help="Engine's largest batch (cameras per inference).")] = 4,
     imgsz: Annotated[int | None, typer.Option(help="Input size; default: the training run's.")] = None,
     dynamic: Annotated[bool, typer.Option(help="Dynamic batch axis (else fixed --batch).")] = False,
     batch: Annotated[int, typer.Option(help="Fixed batch size, without --dynamic.")] = 1,
@@ -487,10 +521,13 @@ def export_command(
     data: Annotated[Path | None, typer.Option(help="Training data.yaml, hashed into the metadata.")] = None,
     metrics: Annotated[Path | None, typer.Option(help="`sitesentry eval --json` report to store.")] = None,
     calibration: Annotated[
-        Path | None, typer.Option(help="Also write an INT8 calibration image set here.")
+        Path | None,
+        typer.Option(help="Also write an INT8 calibration image set here (--format engine: read it)."),
     ] = None,
     calibration_count: Annotated[int, typer.Option(help="Images in the calibration set.")] = 300,
-    engine: Annotated[bool, typer.Option(help="Also build a TensorRT engine (NVIDIA GPU only).")] = False,
+    engine: Annotated[
+        bool, typer.Option(help="Also build this box's TensorRT engine into the cache (NVIDIA GPU only).")
+    ] = False,
     int8: Annotated[
         bool,
         typer.Option(
@@ -504,7 +541,14 @@ def export_command(
     _logging()
     with _one_line_errors():
         from training.evaluate import headline
-        from training.export import build_tensorrt, export_onnx, gpu_missing_reason, write_calibration_set
+        if fmt not in ("onnx", "engine"):
+            raise ValueError(f"--format {fmt!r}: expected onnx or engine")
+        if fmt == "engine":  # before the training imports: an edge box has no torch
+            if weights.suffix != ".onnx":
+                raise ValueError(f"{weights}: --format engine builds from an ONNX file; export ONNX first")
+            _export_engine(weights, precision, max_batch, out_file, calibration)
+            return
+        from training.export import export_onnx, write_calibration_set
         from training.train import dataset_hash
 
         if weights.suffix == ".onnx":  # already exported: only the INT8 step applies
@@ -547,15 +591,35 @@ def export_command(
                 raise ValueError("--int8 needs --calibration (and --data to write the set)")
             _export_int8(onnx_path, calibration, data, calibration_count)
         if engine:
-            reason = gpu_missing_reason()
-            if reason is not None:
-                stdout.print(reason, highlight=False, soft_wrap=True)
-            else:
-                built = build_tensorrt(weights, onnx_path, out_file.with_suffix(".engine"), size, half=True)
-                stdout.print(
-                    f"TensorRT engine: {built}" if built else "TensorRT engine skipped (see log)",
-                    highlight=False,
-                )
+            from edge.detections.base import ModelError
+
+            try:
+                _export_engine(onnx_path, precision, max_batch, None, calibration)
+            except ModelError as exc:  # the ONNX file is written; the engine is built on the box later
+                stdout.print(f"TensorRT engine skipped: {exc}", highlight=False, soft_wrap=True)
+
+
+def _export_engine(
+    onnx_path: Path, precision: str, max_batch: int, cache: Path | None, calibration: Path | None
+) -> None:
+    """Build (or find) this box's TensorRT engine for an ONNX file and print where it is and its key."""
+    from edge.config.models import ModelConfig
+    from edge.detections.engine_cache import key_path
+    from edge.detections.tensorrt_backend import ensure_engine
+    from edge.labels import CLASS_NAMES
+
+    settings = ModelConfig.model_validate(  # the same validation as model.* in a site config
+        {"type": "tensorrt", "path": onnx_path, "engine_precision": precision, "max_batch": max_batch,
+         "engine_cache": cache, "calibration": calibration}
+    )  # fmt: skip
+    detector = ensure_engine(
+        settings.path, settings.engine_precision, settings.max_batch, settings.engine_cache,
+        settings.calibration, CLASS_NAMES,
+    )  # fmt: skip
+    detector.close()
+    stdout.print(f"TensorRT engine {detector.engine_file}", highlight=False, soft_wrap=True)
+    stdout.print(f"cache key {detector.key.describe()}", highlight=False, soft_wrap=True)
+    stdout.print(f"key file {key_path(detector.engine_file)}", highlight=False, soft_wrap=True)
 
 
 def _export_int8(onnx_path: Path, calibration: Path, data: Path | None, count: int) -> None:

@@ -395,6 +395,13 @@ def evaluate(
         )
 
     def detector(confidence: dict[str, float], default: float) -> YoloDetector:
+        if model_config.type == "tensorrt":  # the native engine, built or taken from model.engine_cache
+            from edge.detections.tensorrt_backend import TensorRtDetector
+
+            return TensorRtDetector(
+                model, model_config.engine_precision, model_config.max_batch, model_config.engine_cache,
+                model_config.calibration, confidence, default, model_config.iou, expected_names=CLASS_NAMES,
+            )  # fmt: skip
         if Path(model).suffix == ".xml":  # an OpenVINO IR (the INT8 export): only OpenVINO reads it
             from edge.detections.openvino_backend import OpenVinoDetector
 

@@ -1,18 +1,20 @@
-"""Export a trained model: ONNX with SiteSentry metadata, INT8 calibration images, a TensorRT engine."""
+"""Export a trained model: ONNX with SiteSentry metadata, INT8 calibration images, an INT8 OpenVINO IR.
+
+TensorRT engines are built on the box that runs them: edge/detections/tensorrt_backend.py.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import random
-import re
 import shutil
-import subprocess
 import tempfile
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
+from edge.detections.quantize import decode_tail_scope
 from edge.labels import CLASS_NAMES, CLASS_SET_VERSION
 from training.datasets.model import Dataset, LabelledImage
 from training.offline import prepare_offline
@@ -21,10 +23,6 @@ log = logging.getLogger(__name__)
 
 #: Opset 17 runs on onnxruntime 1.18+ (and 1.31 here) and parses in TensorRT 8.5+ as JetPack 5 ships it.
 ONNX_OPSET = 17
-TRT_NO_GPU = (
-    "TensorRT engine skipped: no NVIDIA GPU on this machine (needs tensorrt + CUDA); "
-    "build it on the Jetson with deploy/jetson/build-engine.sh"
-)
 #: Keys ultralytics writes that the edge runtime reads; ours never overwrite them.
 ULTRALYTICS_KEYS = ("names", "imgsz", "stride", "task", "batch")
 
@@ -189,60 +187,6 @@ def write_calibration_set(dataset: Dataset, out_dir: Path, count: int = 300, see
     return listing
 
 
-def gpu_missing_reason() -> str | None:
-    """Return why a TensorRT engine cannot be built here, or None when an NVIDIA GPU is usable."""
-    if shutil.which("nvidia-smi") is None:
-        return TRT_NO_GPU
-    try:
-        import torch
-    except ImportError:
-        return "TensorRT engine skipped: torch is not installed (pip install -e '.[train]')"
-    if not torch.cuda.is_available():
-        return TRT_NO_GPU
-    return None
-
-
-def build_tensorrt(
-    weights: Path | None,
-    onnx_path: Path | None,
-    out: Path,
-    imgsz: int,
-    half: bool = True,
-    int8_data: Path | None = None,
-) -> Path | None:
-    """Build a TensorRT engine where a GPU exists; return None (and log why) where it does not.
-
-    With .pt weights the engine comes from ultralytics (INT8 calibrated on `int8_data`, a data.yaml);
-    with only an ONNX file, from trtexec (FP16 or FP32; INT8 needs the ultralytics path).
-    """
-    reason = gpu_missing_reason()
-    if reason is not None:
-        log.warning(reason)
-        return None
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if weights is not None:
-        prepare_offline()
-        from ultralytics import YOLO
-
-        args: dict[str, object] = {"format": "engine", "imgsz": imgsz, "device": 0}
-        args["quantize"] = 8 if int8_data else 16 if half else None
-        if int8_data:
-            args["data"] = str(int8_data)
-        engine = Path(YOLO(str(weights)).export(**args))
-        shutil.move(str(engine), out)
-        return out
-    trtexec = shutil.which("trtexec") or "/usr/src/tensorrt/bin/trtexec"
-    if onnx_path is None or not Path(trtexec).is_file():
-        log.warning("TensorRT engine skipped: trtexec not found and no .pt weights given")
-        return None
-    if int8_data:
-        raise ExportError("INT8 engines need calibration through ultralytics: pass the .pt weights")
-    command = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={out}"] + (["--fp16"] if half else [])
-    subprocess.run(command, check=True, timeout=3600)
-    return out
-
-
 def int8_path(onnx_path: Path) -> Path:
     """Where the INT8 OpenVINO IR of an ONNX model goes: beside it, `<stem>-int8.xml` (+ `.bin`)."""
     onnx_path = Path(onnx_path)
@@ -259,20 +203,6 @@ def read_calibration_images(listing: Path) -> list[Path]:
     if not paths:
         raise ExportError(f"{listing}: lists no readable images")
     return paths
-
-
-def decode_tail_scope(node_names: list[str]) -> tuple[list[str], list[str]]:
-    """Name patterns and op types of the YOLO head's box-decoding tail (DFL, anchors, sigmoid), kept FP32.
-
-    The tail turns distances into pixels (values up to the input size) next to class scores in 0..1; one
-    INT8 scale for both costs box accuracy, as ultralytics' own OpenVINO INT8 export also avoids.
-    """
-    heads = [int(m.group(1)) for n in node_names if (m := re.match(r"/model\.(\d+)/", n))]
-    if not heads:
-        return [], ["Sigmoid"]
-    head = max(heads)
-    # Everything in the head except its cv2/cv3 convolution branches: DFL, anchor grid, decode arithmetic.
-    return [rf"/model\.{head}/(?!cv\d).*"], ["Sigmoid"]
 
 
 def quantize_int8(

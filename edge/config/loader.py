@@ -378,7 +378,10 @@ def _resolve_paths(config: SiteConfig, base: Path) -> SiteConfig:
         return p if p.is_absolute() else (base / p).resolve()
 
     updates: dict[str, Any] = {
-        "model": config.model.model_copy(update={"path": fix(config.model.path)}),
+        "model": config.model.model_copy(
+            update={"path": fix(config.model.path)}
+            | {k: fix(v) for k in ("engine_cache", "calibration") if (v := getattr(config.model, k))}
+        ),
         "evidence": config.evidence.model_copy(update={"folder": fix(config.evidence.folder)}),
         "mqtt": config.mqtt.model_copy(update={"outbox": fix(config.mqtt.outbox)}),
         "hard_examples": config.hard_examples.model_copy(update={"folder": fix(config.hard_examples.folder)}),

@@ -147,11 +147,25 @@ class CameraConfig(Strict):
     tiling: TilingConfig = Field(
         default_factory=TilingConfig, description="Slicing for small, distant workers."
     )
+    decoder: Literal["software", "nvv4l2"] = Field(
+        "software",
+        description=(
+            "How RTSP video is decoded. software: OpenCV's FFmpeg on the CPU (any machine). nvv4l2: the"
+            " Jetson hardware decoder (NVDEC) through a GStreamer pipeline; needs JetPack's GStreamer plugins"
+            " and an OpenCV built with GStreamer (`sitesentry doctor` says whether this box has both)."
+        ),
+    )
 
     @property
     def is_stream(self) -> bool:
         """True when the source is a network stream or USB camera rather than a file path."""
         return self.source.startswith(STREAM_PREFIXES)
+
+    @model_validator(mode="after")
+    def _decoder_for_rtsp(self) -> CameraConfig:
+        if self.decoder != "software" and not self.source.lower().startswith(("rtsp://", "rtsps://")):
+            raise ValueError(f"decoder {self.decoder} reads rtsp:// sources only; use decoder: software here")
+        return self
 
     @model_validator(mode="after")
     def _unique_zones(self) -> CameraConfig:
@@ -166,12 +180,14 @@ class CameraConfig(Strict):
 class ModelConfig(Strict):
     """The detector: an ONNX file with ultralytics metadata, its thresholds and execution providers."""
 
-    type: Literal["auto", "onnxrt", "openvino"] = Field(
+    type: Literal["auto", "onnxrt", "openvino", "tensorrt"] = Field(
         "auto",
         description=(
-            "Detector backend. auto: an OpenVINO IR (.xml) -> openvino; ONNX Runtime with a TensorRT or"
-            " CUDA provider that `providers` asks for -> onnxrt on the GPU; the `openvino` package installed"
-            " -> openvino (about 2x ONNX Runtime on x86 CPUs); else onnxrt. The choice and why are logged."
+            "Detector backend. auto: an OpenVINO IR (.xml) -> openvino; an NVIDIA GPU with `tensorrt`"
+            " and `cuda-python` importable and `providers` listing tensorrt -> tensorrt (native engine); an"
+            " NVIDIA GPU with ONNX Runtime's TensorRT or CUDA provider that `providers` asks for -> onnxrt on"
+            " the GPU; the `openvino` package installed -> openvino (about 2x ONNX Runtime on x86 CPUs);"
+            " else onnxrt. The choice and why are logged (`sitesentry doctor` shows it)."
         ),
     )
     path: Path = Field(
@@ -202,6 +218,28 @@ class ModelConfig(Strict):
     max_batch: int = Field(
         4, ge=1, le=64, description="Cameras batched into one inference when the model allows."
     )
+    engine_precision: Literal["fp16", "int8", "fp32"] = Field(
+        "fp16",
+        description=(
+            "TensorRT engine precision (tensorrt; fp16 also sets ONNX Runtime's trt_fp16_enable). int8"
+            " quantizes the ONNX with Q/DQ nodes on the `calibration` set first (explicit quantization)."
+        ),
+    )
+    engine_cache: Path | None = Field(
+        None,
+        description=(
+            "Folder of built TensorRT engines, keyed by GPU, TensorRT version, precision, input profile and"
+            " ONNX hash (tensorrt; also ONNX Runtime's TensorRT provider cache). Default:"
+            " $XDG_CACHE_HOME/sitesentry/engines (~/.cache/sitesentry/engines)."
+        ),
+    )
+    calibration: Path | None = Field(
+        None,
+        description=(
+            "INT8 calibration set: the folder `sitesentry export --calibration` writes (its calibration.txt"
+            " lists the images). Needed for engine_precision int8 only."
+        ),
+    )
 
     @field_validator("confidence")
     @classmethod
@@ -210,6 +248,15 @@ class ModelConfig(Strict):
         if unknown:
             raise ValueError(f"unknown class(es) {', '.join(unknown)}; known: {', '.join(CLASS_NAMES)}")
         return value
+
+    @model_validator(mode="after")
+    def _int8_needs_calibration(self) -> ModelConfig:
+        if self.engine_precision == "int8" and self.calibration is None:
+            raise ValueError(
+                "engine_precision int8 needs `calibration`: the folder `sitesentry export --calibration`"
+                " writes"
+            )
+        return self
 
 
 class RulesConfig(Strict):

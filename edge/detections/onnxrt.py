@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.detections.base import ModelError
+from edge.detections.engine_cache import default_cache_dir
 from edge.detections.yolo import YoloDetector, read_model_info
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,26 @@ def choose_providers(wanted: Sequence[str], available: Sequence[str]) -> list[st
     return chosen
 
 
+def provider_options(providers: Sequence[str], engine_cache: Path, trt_fp16: bool) -> list[dict[str, str]]:
+    """ONNX Runtime options for each chosen provider: TensorRT keeps its engines and timing cache in
+    `engine_cache` (else it rebuilds them on every start, minutes on a Jetson) and builds FP16 if asked."""
+    options: list[dict[str, str]] = []
+    for name in providers:
+        if name == "TensorrtExecutionProvider":
+            options.append(
+                {
+                    "trt_engine_cache_enable": "True",
+                    "trt_engine_cache_path": str(engine_cache),
+                    "trt_timing_cache_enable": "True",
+                    "trt_timing_cache_path": str(engine_cache),
+                    "trt_fp16_enable": str(trt_fp16),
+                }
+            )
+        else:
+            options.append({})
+    return options
+
+
 class OnnxDetector(YoloDetector):
     """A YOLO detector exported to ONNX by ultralytics (output: batch x (4 + classes) x anchors)."""
 
@@ -48,6 +69,8 @@ class OnnxDetector(YoloDetector):
         threads: int = 0,
         expected_names: Sequence[str] | None = None,
         max_det: int = 300,
+        engine_cache: Path | None = None,
+        trt_fp16: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -58,13 +81,23 @@ class OnnxDetector(YoloDetector):
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
+        chosen = choose_providers(providers, ort.get_available_providers())
+        cache = Path(engine_cache) if engine_cache is not None else default_cache_dir()
+        if "TensorrtExecutionProvider" in chosen:
+            cache = cache / "onnxrt"
+            cache.mkdir(parents=True, exist_ok=True)
         try:
             self.session = ort.InferenceSession(
-                str(self.path), options, providers=choose_providers(providers, ort.get_available_providers())
-            )
+                str(self.path), options, providers=chosen,
+                provider_options=provider_options(chosen, cache, trt_fp16),
+            )  # fmt: skip
         except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
             first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{self.path}: not a loadable ONNX model ({first_line})") from None
+        got = self.session.get_providers()
+        lost = [name for name in chosen if name not in got]
+        if lost:  # e.g. CUDA present in the wheel but its libraries (cuDNN, cuBLAS) missing on the box
+            log.warning("ONNX Runtime did not start %s; running on %s", ",".join(lost), ",".join(got))
         input_meta = self.session.get_inputs()[0]
         info = read_model_info(
             self.path,

@@ -95,6 +95,7 @@ class CameraReader:
         frozen_after_s: float | None = 10.0,
         read_timeout_s: float = 5.0,
         open_timeout_s: float = 10.0,
+        decoder: str = "software",
         offline_after_attempts: int = 3,
         healthy_after_s: float = 10.0,
         registry: CollectorRegistry | None = None,
@@ -114,6 +115,7 @@ class CameraReader:
         # A stalled stream (no frame at all) must be noticed within the frozen window as well.
         self._read_timeout_s = min(read_timeout_s, self._frozen_after_s or read_timeout_s)
         self._open_timeout_s = open_timeout_s
+        self._decoder = decoder
         self._offline_after = offline_after_attempts
         self._healthy_after_s = healthy_after_s
         self._cap = RateCap(fps_cap)
@@ -223,6 +225,7 @@ class CameraReader:
                         loop=self._loop,
                         open_timeout_s=self._open_timeout_s,
                         read_timeout_s=self._read_timeout_s,
+                        decoder=self._decoder,
                     )
                 except SourceError as exc:
                     self._unplayable = str(exc) if exc.unplayable else None

@@ -89,6 +89,7 @@ class Heartbeat:
             ),
             reconnects=self._tally.get("reconnects"),
             interval_s=self._interval_s,
+            detector=self._stats.detector,
         )
         connected, client = self._link.current()
         if connected:

@@ -73,6 +73,10 @@ def test_every_message_type_round_trips_and_matches_its_schema(broker: Broker) -
         {
             "cameras": {"gate": {"fps": 4.9, "latency_ms_p50": 40, "latency_ms_p95": 75}},
             "queues": {"frames/gate": {"depth": 1, "capacity": 2}},
+            "detector": {
+                "model": "ppe-yolo 0.4.0",
+                "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+            },
         }
     )
 
@@ -109,6 +113,7 @@ def test_every_message_type_round_trips_and_matches_its_schema(broker: Broker) -
     assert sub.wait_for(lambda ms: any("gate" in beat["cameras"] for beat in beats(ms)))
     beat = [m.json() for m in sub.on("/heartbeat")][-1]
     assert beat["cameras"]["gate"]["latency_ms_p95"] == 75 and beat["outbox"]["delivered_total"] >= 3
+    assert beat["detector"]["providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert sub.on("/edges/edge-1/status")[-1].json()["state"] == "online"
 
     # A dashboard or siren starting later gets the retained state at once, but not past events.

@@ -171,8 +171,8 @@ def test_export_and_train_commands(app, canonical_weights: Path, tmp_path: Path)
                     "--name", "ppe-x", "--version", "3", "--metrics", metrics, "--engine")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"exported {out}" in result.output
-    if shutil.which("nvidia-smi") is None:
-        assert "TensorRT engine skipped: no NVIDIA GPU on this machine" in result.output
+    if shutil.which("nvidia-smi") is None:  # the ONNX file is still written; the engine is built on the box
+        assert "TensorRT engine skipped: model.type tensorrt:" in result.output
     stored = read_metadata(out)
     assert stored["model_name"] == "ppe-x" and json.loads(stored["metrics"])["mAP50"] == 0.5
     resume = invoke(app, "train", "--resume", "--out-dir", tmp_path / "runs", "--name", "nothing")

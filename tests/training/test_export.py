@@ -4,7 +4,6 @@ and the TensorRT step that says why it skips without a GPU."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,8 @@ from edge.detections.onnxrt import OnnxDetector
 from edge.labels import CLASS_NAMES, CLASS_SET_VERSION
 from training.datasets.model import Dataset, LabelledImage
 from training.export import (
-    TRT_NO_GPU,
     ExportError,
-    build_tensorrt,
     export_onnx,
-    gpu_missing_reason,
     read_metadata,
     write_calibration_set,
 )
@@ -83,13 +79,6 @@ def test_calibration_images_spread_across_source_groups(tmp_path: Path) -> None:
     assert len(names) == 5 and all((tmp_path / "calib" / n).is_file() for n in names)
     assert any("photo-b" in n for n in names) and any("photo-c" in n for n in names)
     assert not any("held-out" in n for n in names)  # evaluation images stay unseen
-
-
-@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has an NVIDIA GPU")
-def test_tensorrt_says_clearly_why_it_skips_without_a_gpu(tmp_path: Path, caplog) -> None:
-    assert gpu_missing_reason() == TRT_NO_GPU
-    assert build_tensorrt(None, tmp_path / "m.onnx", tmp_path / "m.engine", 416) is None
-    assert "no NVIDIA GPU on this machine" in caplog.text and "deploy/jetson/build-engine.sh" in caplog.text
 
 
 def test_training_data_hash_follows_every_label_even_under_an_images_folder(tmp_path: Path) -> None:

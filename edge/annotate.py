@@ -305,7 +305,8 @@ def _plain_tags(
     violated = {v.zone for v in result.violations if v.rule is Rule.ZONE_ENTRY and v.zone}
     tags = _draw_zones(canvas, zones, violated, scale)
     ppe_tags = _draw_ppe(canvas, result.detections, scale, include_person=False)
-    violating, compliant = [], []
+    violating: list[_Tag] = []
+    compliant: list[_Tag] = []
     for track_id, box in _people(result).items():
         clipped = _clip_box(box, width, height)
         if clipped is None:

@@ -22,6 +22,8 @@ if command -v apt-get >/dev/null; then
                gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
                postgresql chromium)
   fi
+  packages+=(espeak-ng)  # spoken alarm warnings (alarms.speech); the tests measure them with sox
+  if [ "$dev" = 1 ]; then packages+=(sox); fi
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ "${#missing[@]}" -gt 0 ]; then

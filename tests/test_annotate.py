@@ -395,3 +395,46 @@ def test_label_layout_keeps_tags_apart_and_leaves_out_what_does_not_fit() -> Non
     assert all(not overlaps(a, b) for i, a in enumerate(everything) for b in everything[i + 1 :])
     assert all(0 <= r[0] and r[2] <= 200 and 0 <= r[1] and r[3] <= 100 for r in placed)
     assert placed[0] == (50, 25, 110, 40)  # the first tag gets the first spot: just above the box
+
+
+VIDEO = Path(__file__).resolve().parents[1].parent / "shared/videos/hardhat-workers.mp4"
+#: The frame with the most people the shipped model finds when sampling the video once a second (5 people,
+#: 13 boxes at confidence 0.3).
+BUSIEST_FRAME = 525
+
+
+def test_tags_stay_apart_on_a_crowded_frame_of_real_site_video_with_the_shipped_model() -> None:
+    from edge.detections.onnxrt import OnnxDetector
+
+    if not VIDEO.is_file():
+        pytest.skip(f"site video not found at {VIDEO}")
+    model = Path(__file__).resolve().parents[1] / "models" / "ppe-yolo" / "model.onnx"
+    detector = OnnxDetector(model, default_confidence=0.3, expected_names=CLASS_NAMES)
+    capture = cv2.VideoCapture(str(VIDEO))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, BUSIEST_FRAME)
+    ok, image = capture.read()
+    capture.release()
+    assert ok, f"{VIDEO} has no frame {BUSIEST_FRAME}"
+    found = detector.detect(image)
+    assert len(found.of("person")) >= 4 and len(found) >= 10, "a crowded frame"
+    result = frame_result(image, found, violating=(1, 2))
+    # As evidence draws it: heads blurred first, then boxes and tags on top.
+    blurred = FrameResult(
+        Frame("gate", 7, result.frame.captured_at, blur_regions(image, head_boxes(result))),
+        found,
+        result.tracks,
+        result.violations,
+        (),
+    )
+    zone = ZoneConfig(
+        id="yard", name="Crane swing radius", polygon=[(0.3, 0.4), (0.8, 0.4), (0.8, 0.95), (0.3, 0.95)]
+    )
+    everyone = annotate(blurred, [zone], HK)
+    assert_laid_out(everyone)
+    assert everyone.dropped == 0 and len(everyone.labels) == 2 + len(found)  # caption, zone, every box
+    for track in result.tracks:
+        focus = Focus(track.track_id, Rule.ZONE_ENTRY, "yard", 0.9, track.xyxy)
+        snapshot = annotate(blurred, [zone], HK, focus=focus)
+        assert_laid_out(snapshot)
+        assert snapshot.dropped == 0
+        assert "IN ZONE Crane swing radius 0.90" in [label.text for label in snapshot.labels]

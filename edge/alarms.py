@@ -84,7 +84,7 @@ class AlarmHookConfig(BaseModel):
 
 
 class AlarmHook:
-    """Fires the configured command and sound on a worker thread; `trigger` never waits for them."""
+    """Fires the configured command, sound and spoken warning on a worker thread; `trigger` never waits."""
 
     def __init__(self, config: AlarmHookConfig, *, which: Callable[[str], str | None] = shutil.which) -> None:
         self.config = config

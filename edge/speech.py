@@ -49,6 +49,9 @@ PLAYERS: tuple[tuple[str, ...], ...] = (
 )
 RENDER_TIMEOUT_S = 30.0
 _LATIN = re.compile(r"[A-Za-z]")
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+#: What a `player` argument may name: the WAV, and the event's fields (as the alarm hook's `command`).
+PLAYER_PLACEHOLDERS = ("file", "rule", "camera", "zone", "event_id", "site")
 
 
 class SpeechError(ValueError):
@@ -124,8 +127,14 @@ class SpeechConfig(BaseModel):
     @field_validator("player")
     @classmethod
     def _plays_a_file(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and (not value or not value[0] or not any("{file}" in a for a in value)):
-            raise ValueError("needs the program and a {file} argument for the WAV to play")
+        if value is not None:
+            if not value or not value[0] or not any("{file}" in a for a in value):
+                raise ValueError("needs the program and a {file} argument for the WAV to play")
+            for name in (n for arg in value for n in _PLACEHOLDER.findall(arg)):
+                if name not in PLAYER_PLACEHOLDERS:
+                    raise ValueError(
+                        f"unknown placeholder {{{name}}}; known: {', '.join(PLAYER_PLACEHOLDERS)}"
+                    )
         return value
 
     @model_validator(mode="after")

@@ -213,6 +213,8 @@ def test_missing_programs_and_bad_settings_fail_at_start_naming_the_setting(tmp_
         )
     with pytest.raises(ValidationError, match=r"needs the program and a \{file\} argument"):
         SpeechConfig(player=["aplay"])
+    with pytest.raises(ValidationError, match=r"unknown placeholder \{volume\}"):
+        SpeechConfig(player=["aplay", "{file}", "{volume}"])
     with pytest.raises(ValidationError, match=r"zones\.crane\.zone_entry: no text for yue, cmn and no file"):
         SpeechConfig.model_validate({"zones": {"crane": {"zone_entry": {"text": {"en": "Keep out."}}}}})
 

@@ -438,3 +438,39 @@ def test_tags_stay_apart_on_a_crowded_frame_of_real_site_video_with_the_shipped_
         assert_laid_out(snapshot)
         assert snapshot.dropped == 0
         assert "IN ZONE Crane swing radius 0.90" in [label.text for label in snapshot.labels]
+
+
+def test_focus_of_an_event_uses_its_track_then_its_violation_then_its_own_box() -> None:
+    import uuid
+    from datetime import datetime, timezone
+
+    from edge.dataflow import Phase, SafetyEvent
+
+    image = np.zeros((200, 400, 3), np.uint8)
+    event = SafetyEvent(
+        event_id=uuid.uuid4(),
+        phase=Phase.START,
+        site_id="s",
+        camera_id="gate",
+        rule=Rule.NO_VEST,
+        zone=None,
+        track_id=4,
+        started_at=datetime(2024, 6, 1, tzinfo=timezone.utc),
+        ended_at=None,
+        peak_confidence=0.9,
+        boxes=((0.25, 0.5, 0.5, 1.0),),
+        frame_seq=1,
+    )
+    frame = Frame("gate", 1, 0.0, image)
+    tracked = FrameResult(frame, Detections.empty(), (Track(4, (10.0, 20.0, 30.0, 40.0), 0.9),), (), ())
+    violating = FrameResult(
+        frame,
+        Detections.empty(),
+        (),
+        (Violation("gate", 4, Rule.NO_VEST, None, 0.61, (1.0, 2.0, 3.0, 4.0)),),
+        (),
+    )
+    untracked = FrameResult(frame, Detections.empty(), (), (), ())
+    assert Focus.of_event(event, tracked) == Focus(4, Rule.NO_VEST, None, 0.9, (10.0, 20.0, 30.0, 40.0))
+    assert Focus.of_event(event, violating) == Focus(4, Rule.NO_VEST, None, 0.61, (1.0, 2.0, 3.0, 4.0))
+    assert Focus.of_event(event, untracked).xyxy == (100.0, 100.0, 200.0, 200.0)

@@ -410,7 +410,7 @@ class EdgeApp:
                 self.alerts.publish_alarm(event)
             if event.phase is Phase.START:
                 if result is not None:
-                    self.alerts.publish_snapshot(event.camera_id, self.evidence.snapshot_jpeg(result))
+                    self.alerts.publish_snapshot(event.camera_id, self.evidence.snapshot_jpeg(result, event))
         if self.on_evidence is not None and event.phase is Phase.START and result is not None:
             for ref in event.evidence:
                 if ref.sha256 is not None:  # the snapshot; its clip follows in _clip_ready

@@ -24,6 +24,8 @@ if command -v apt-get >/dev/null; then
                postgresql chromium
                gstreamer1.0-tools docker-compose)  # doctor's gst-inspect; compose file check (no engine)
   fi
+  packages+=(espeak-ng)  # spoken alarm warnings (alarms.speech); the tests measure them with sox
+  if [ "$dev" = 1 ]; then packages+=(sox); fi
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ "${#missing[@]}" -gt 0 ]; then

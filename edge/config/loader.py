@@ -403,6 +403,9 @@ def _resolve_paths(config: SiteConfig, base: Path) -> SiteConfig:
         updates["mqtt"] = updates["mqtt"].model_copy(update={"tls": tls.model_copy(update=files)})
     if config.alarms is not None and config.alarms.sound_file is not None:
         updates["alarms"] = config.alarms.model_copy(update={"sound_file": fix(config.alarms.sound_file)})
+    if config.alarms is not None and config.alarms.speech is not None:
+        alarms = updates.get("alarms", config.alarms)
+        updates["alarms"] = alarms.model_copy(update={"speech": config.alarms.speech.with_paths(fix)})
     return config.model_copy(update=updates)
 
 

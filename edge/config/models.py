@@ -374,7 +374,11 @@ class EvidenceConfig(Strict):
         "slows detection on a busy CPU; 0 keeps it equal.",
     )
     jpeg_quality: int = Field(85, ge=30, le=100, description="JPEG quality of snapshots.")
-    blur_heads: bool = Field(False, description="Blur heads and faces in stored evidence (PDPO, Cap. 486).")
+    blur_heads: bool = Field(
+        True,
+        description="Blur heads and faces in stored evidence and the MQTT snapshot (PDPO, Cap. 486; on by "
+        "default: set false only where the purpose of collection needs faces).",
+    )
     retention_days: float = Field(30.0, gt=0, description="Evidence older than this is deleted.")
     min_free_gb: float = Field(
         1.0, ge=0, description="Oldest evidence is deleted while free disk is below this."

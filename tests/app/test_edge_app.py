@@ -271,7 +271,7 @@ def test_one_snapshot_jpeg_is_shared_by_the_evidence_file_and_the_mqtt_snapshot(
         for r in e.evidence
         if r.kind == "snapshot"
     }
-    # One JPEG per frame on which events started, shared by its evidence file and the MQTT snapshot (sent
-    # once per event starting on it): never encoded once for the file and again for MQTT.
-    assert len(encoded) == len(set(encoded)) == len(files)
+    # One JPEG per starting event (its own person highlighted, so events starting on one frame differ),
+    # shared by its evidence file and the MQTT snapshot: never encoded once for the file and again for MQTT.
+    assert len(encoded) == len(set(encoded)) == len(files) == len(starts)
     assert set(published) == set(encoded) == files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -78,7 +79,40 @@ def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
     root.setLevel(level.upper())
 
 
+class PortInUseError(OSError):
+    """A port this process must listen on is taken or not available; the message names the setting."""
+
+
+def bind_problem(
+    exc: OSError, what: str, address: tuple[str, int], keys: tuple[str, str], hint: str = ""
+) -> PortInUseError | None:
+    """Turn a failed bind into one line naming the port and the setting to change (`keys`: host's, port's);
+    None when `exc` is not a bind error."""
+    (host, port), (host_key, port_key) = address, keys
+    where = f"cannot {what} on {host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return PortInUseError(
+            f"{where}: the port is already in use (another SiteSentry on this box?); "
+            f"set {port_key} to a free port{hint}"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return PortInUseError(f"{where}: this box has no such address; check {host_key}")
+    if exc.errno == errno.EACCES:
+        return PortInUseError(f"{where}: permission denied (ports below 1024 need root); change {port_key}")
+    return None
+
+
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> int:
-    """Serve a registry's metrics over HTTP in a daemon thread; return the bound port."""
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    """Serve a registry's metrics over HTTP in a daemon thread; return the bound port.
+
+    Raises PortInUseError naming `metrics.port` or `metrics.host` when it cannot listen there.
+    """
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        hint = " (0: any free one) or metrics.enabled: false"
+        problem = bind_problem(exc, "serve metrics", (host, port), ("metrics.host", "metrics.port"), hint)
+        if problem is None:
+            raise
+        raise problem from None
     return int(server.server_address[1])

@@ -512,5 +512,7 @@ def missing_camera_files(config: SiteConfig) -> list[str]:
         except (OSError, ValueError):
             exists = False
         if not exists:
-            out.append(f"cameras[{i}].source: camera {camera.id!r}: video file {camera.source} does not exist")
+            out.append(
+                f"cameras[{i}].source: camera {camera.id!r}: video file {camera.source} does not exist"
+            )
     return out

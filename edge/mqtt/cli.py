@@ -28,9 +28,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(mqtt_app, name="mqtt")
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 1) -> typer.Exit:
     Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def broker(
@@ -48,7 +48,7 @@ def broker(
     # manager stops us with SIGTERM.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    embedded = EmbeddedBroker(host, port)
+    embedded = EmbeddedBroker(host, port, keys=("--host", "--port"))
     try:
         embedded.start()
         console.print(
@@ -57,7 +57,7 @@ def broker(
         while not stop.wait(0.5):
             pass
     except EmbeddedBrokerError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), code=2 if exc.cannot_bind else 1) from None
     finally:
         embedded.stop(timeout=4.0)  # it must end promptly, even if a client connection lingers
 

@@ -207,4 +207,6 @@ def test_run_with_a_missing_video_file_gives_up_saying_which_camera_and_file(tmp
     assert "Traceback" not in proc.stderr
     assert f"camera gate: giving up: cannot open video file {missing}: no such file" in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last == f"error: no camera left to run: camera gate: cannot open video file {missing}: no such file"
+    assert (
+        last == f"error: no camera left to run: camera gate: cannot open video file {missing}: no such file"
+    )

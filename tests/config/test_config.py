@@ -139,8 +139,8 @@ def test_config_check_refuses_a_missing_camera_file_and_warns_about_a_missing_mo
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "OK" not in proc.stdout
     assert (
-        f"error: {path}: cameras[0].source: camera 'gate': video file {tmp_path / 'missing.mp4'} does not exist"
-        in proc.stderr
+        f"error: {path}: cameras[0].source: camera 'gate': "
+        f"video file {tmp_path / 'missing.mp4'} does not exist" in proc.stderr
     )
     assert f"warning: model.path: {tmp_path / 'nowhere.onnx'} does not exist" in proc.stderr
 
@@ -161,7 +161,8 @@ def test_a_camera_source_the_reader_cannot_open_is_refused_naming_camera_and_key
 
 
 @pytest.mark.parametrize(
-    "source", ["rtsp://127.0.0.1:9/s", "rtsps://127.0.0.1:9/s", "http://127.0.0.1:9/s", "https://h/s", "rtmp://h/s"]
+    "source",
+    ["rtsp://127.0.0.1:9/s", "rtsps://127.0.0.1:9/s", "http://127.0.0.1:9/s", "https://h/s", "rtmp://h/s"],
 )
 def test_config_validation_and_the_reader_agree_on_url_schemes(source):
     from pydantic import ValidationError

@@ -120,8 +120,8 @@ def run(
     """Run every camera until SIGINT/SIGTERM, then shut down cleanly (flushing evidence)."""
     from edge.runtime import Runtime
 
-    setup_logging(log_level, log_json)
     site = load_or_exit(config)
+    setup_logging(log_level, log_json, timezone=site.site.timezone)
     stop = _stop_on_signals()
     try:
         runtime = Runtime.build(site)
@@ -153,8 +153,8 @@ def demo(
     live and print the dashboard's URL and a demo login."""
     from edge.demo import run_demo
 
-    setup_logging(log_level)
     site = load_or_exit(config)
+    setup_logging(log_level, timezone=site.site.timezone)
     stop = _stop_on_signals()
     try:
         run_demo(site, stop, seconds=seconds, dashboard_port=dashboard_port or None)

@@ -7,7 +7,9 @@ import json
 import logging
 import re
 import sys
+from datetime import datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -46,13 +48,33 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
+#: Libraries that log every internal step at INFO (amqtt's broker and its `transitions` state machine,
+#: one line per client state change): held at WARNING unless the log level is DEBUG.
+CHATTY_LOGGERS = ("amqtt", "transitions")
+
+
+class SiteTimeFormatter(logging.Formatter):
+    """Times in the site's time zone with their UTC offset, as the dashboard shows them (not the box's)."""
+
+    def __init__(self, fmt: str | None = None, tz: tzinfo | None = None) -> None:
+        super().__init__(fmt)
+        self.tz = tz
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        """Return e.g. 2026-12-01T17:01:49.027+08:00 (the box's own zone when no site zone is set)."""
+        at = datetime.fromtimestamp(record.created, self.tz)
+        if self.tz is None:
+            at = at.astimezone()
+        return at.isoformat(timespec="milliseconds")
+
+
+class JsonFormatter(SiteTimeFormatter):
     """One JSON object per line, for log shippers."""
 
     def format(self, record: logging.LogRecord) -> str:
         """Render a record as JSON with time, level, logger, message and any `extra` fields."""
         payload: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "time": self.formatTime(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -65,18 +87,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False)
 
 
-def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
-    """Configure the root logger once for a CLI process: redacted, plain text or JSON lines on stderr."""
+def setup_logging(
+    level: str = "INFO",
+    json_lines: bool = False,
+    timezone: str | None = None,
+    chatty: tuple[str, ...] = CHATTY_LOGGERS,
+) -> None:
+    """Configure the root logger once for a CLI process: redacted, plain text or JSON lines on stderr.
+
+    Times are in `timezone` (the config's site.timezone; None: the box's zone), with their offset. The
+    `chatty` libraries log at WARNING and above unless `level` is DEBUG.
+    """
+    tz = ZoneInfo(timezone) if timezone else None
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
     handler.setFormatter(
-        JsonFormatter()
+        JsonFormatter(tz=tz)
         if json_lines
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        else SiteTimeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", tz=tz)
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in chatty:
+        logging.getLogger(name).setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)
 
 
 class PortInUseError(OSError):

@@ -88,6 +88,13 @@ def tail(
     ] = False,
     count: Annotated[int | None, typer.Option(min=1, help="Exit after this many messages.")] = None,
     seconds: Annotated[float | None, typer.Option(min=0, help="Exit after this many seconds.")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Give up waiting for a broker that is not up yet after this many seconds (default: wait).",
+        ),
+    ] = None,
 ) -> None:
     """Subscribe to a site's events, status, alarms and heartbeats and print them as they arrive."""
     from edge.mqtt.tail import tail as run_tail
@@ -130,6 +137,10 @@ def tail(
             count=count,
             seconds=seconds,
             connected=None if as_json else lambda: console.print(f"[dim]Watching {watched} on {where}[/]"),
+            waiting=lambda why: Console(stderr=True, soft_wrap=True).print(
+                f"waiting for broker {where}… ({escape(why)}); Ctrl-C to stop", highlight=False
+            ),
+            wait_s=min((t for t in (timeout, seconds) if t is not None), default=None),
         )
     except (MqttConnectError, MqttConfigError) as exc:
         raise _fail(str(exc)) from None

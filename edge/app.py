@@ -491,12 +491,16 @@ class EdgeApp:
     def _frame_size(self, runtime: CameraRuntime) -> tuple[int, int]:
         return runtime.frame_size or (1, 1)
 
+    def _held_back(self, now: float) -> dict[str, int]:
+        """Per camera, the new events flood control held back in the minute before `now`."""
+        with self._lock:  # the lifecycles change on the inference thread
+            return {cid: r.pipeline.lifecycle.suppressed_recently(now) for cid, r in self.cameras.items()}
+
     def heartbeat_stats(self) -> dict[str, Any]:
         """Figures for the MQTT heartbeat: per camera fps, capture-to-result latency, drops; queue depths."""
         now = time.time()
         cameras = {}
-        with self._lock:  # the lifecycles change on the inference thread
-            recent = {cid: r.pipeline.lifecycle.suppressed_recently(now) for cid, r in self.cameras.items()}
+        recent = self._held_back(now)
         for cid, r in self.cameras.items():
             latencies = np.asarray(r.latencies_ms)
             cameras[cid] = {
@@ -512,8 +516,10 @@ class EdgeApp:
         return {"cameras": cameras, "queues": {"evidence_clips": {"depth": self.evidence.pending_clips}}}
 
     def stats(self) -> dict[str, Any]:
-        """Figures for display: status, fps and open events per camera, pending clips."""
+        """Figures for display: status, fps, open events and alerts flood control held back in the last
+        minute per camera, pending clips."""
         now = time.time()
+        held_back = self._held_back(now)
         return {
             "cameras": {
                 cid: {
@@ -521,6 +527,7 @@ class EdgeApp:
                     "fps": round(r.fps(now), 2),
                     "paused": r.paused,
                     "open_events": r.pipeline.lifecycle.active_count,
+                    "held_back_last_min": held_back[cid],
                 }
                 for cid, r in self.cameras.items()
             },

@@ -54,10 +54,15 @@ class DemoView:
         """Build the live screen: cameras, alert delivery, and the latest violations."""
         stats = self.runtime.app.stats()
         cams = Table(title="Cameras", expand=True)
-        for col in ("camera", "status", "fps", "open events"):
+        for col in ("camera", "status", "fps", "open events", "held back (flood control)"):
             cams.add_column(col)
+        flooded = []
         for cid, c in stats["cameras"].items():
-            cams.add_row(cid, c["status"], f"{c['fps']:.1f}", str(c["open_events"]))
+            held = c.get("held_back_last_min", 0)
+            held_text = f"[bold yellow]{held} in the last minute[/]" if held else "-"
+            cams.add_row(cid, c["status"], f"{c['fps']:.1f}", str(c["open_events"]), held_text)
+            if held:
+                flooded.append(f"{held} alert(s) held back on camera {cid} in the last minute")
         events = Table(
             title=f"Violations (started {self.counts['start']}, ended {self.counts['end']})", expand=True
         )
@@ -83,6 +88,12 @@ class DemoView:
             f"\nframes analysed: {self.frames}   evidence: {self.runtime.config.evidence.folder}   "
             f"MQTT: {self.runtime.broker_url}   (Ctrl-C to stop; `sitesentry alerts tail` shows the alerts)\n"
         )
+        if flooded:  # never silent: the table above stops growing while alerts are held back
+            footer += (
+                f"[bold yellow]Flood control: {'; '.join(flooded)}[/] (more new PPE alerts than "
+                f"rules.max_new_events_per_min = {self.runtime.config.rules.max_new_events_per_min}; "
+                "danger zone entries are never held back)\n"
+            )
         if self.dashboard:
             footer += f"{self.dashboard}\n"
         return Group(cams, events, footer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -19,6 +21,8 @@ from edge.runtime import Runtime
 
 if TYPE_CHECKING:
     from edge.demo_dashboard import DemoDashboard
+
+log = logging.getLogger(__name__)
 
 RULE_TEXT = {"no_helmet": "no helmet", "no_vest": "no vest", "zone_entry": "in danger zone"}
 
@@ -107,6 +111,22 @@ def _with_local_control(config: SiteConfig) -> SiteConfig:
     return config.model_copy(update={"mqtt": mqtt})
 
 
+def with_free_metrics_port(config: SiteConfig) -> SiteConfig:
+    """A second demo on this box takes a free metrics port, as it does for its broker and dashboard."""
+    metrics = config.metrics
+    if not metrics.enabled or metrics.port == 0:
+        return config
+    with socket.socket(socket.AF_INET6 if ":" in metrics.host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server does
+        try:
+            sock.bind((metrics.host, metrics.port))
+            return config
+        except OSError:
+            pass
+    log.warning("metrics.port %d is taken (another SiteSentry?); the demo uses a free port", metrics.port)
+    return config.model_copy(update={"metrics": metrics.model_copy(update={"port": 0})})
+
+
 def run_demo(
     config: SiteConfig, stop: threading.Event, seconds: float = 0, dashboard_port: int | None = 8080
 ) -> None:
@@ -115,6 +135,7 @@ def run_demo(
     With the `dashboard` extra installed and `dashboard_port` set, the site dashboard runs beside it.
     """
     console = Console()
+    config = with_free_metrics_port(config)
     runtime = Runtime.build(_with_local_control(config) if dashboard_port else config)
     board = None
     line = ""

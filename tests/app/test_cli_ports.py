@@ -101,3 +101,16 @@ def test_dashboard_serve_on_a_taken_port_names_the_setting_and_serves_on_a_free_
     finally:
         server.terminate()
         server.communicate(timeout=30)
+
+
+def test_a_second_demo_serves_metrics_on_a_free_port(tmp_path: Path, taken_port: int) -> None:
+    from edge.config import load_config
+    from edge.demo import with_free_metrics_port
+
+    config = sample(tmp_path)
+    config["metrics"] = {"port": taken_port}
+    site = load_config(write_yaml(tmp_path, config))
+    assert with_free_metrics_port(site).metrics.port == 0  # 0: the metrics server picks a free one
+    free = free_port()
+    site = site.model_copy(update={"metrics": site.metrics.model_copy(update={"port": free})})
+    assert with_free_metrics_port(site).metrics.port == free, "a free port is kept"

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.text import Text
 
 from edge.config import ConfigError, load_config
-from edge.config.loader import missing_files
+from edge.config.loader import missing_camera_files, missing_files
 from edge.config.models import SiteConfig
 from edge.mqtt.cli import register as register_mqtt_commands
 from edge.telemetry import redact, setup_logging
@@ -82,8 +82,13 @@ def load_or_exit(path: Path) -> SiteConfig:
 def config_check(file: Annotated[Path, typer.Argument(help="Site YAML file.")]) -> None:
     """Validate a site config and print every error with its location."""
     config = load_or_exit(file)
+    missing = missing_camera_files(config)
     for warning in missing_files(config):
         say("warning: ", "yellow", warning)
+    if missing:
+        for line in missing:
+            say("error: ", "bold red", f"{file}: {line}")
+        raise typer.Exit(2)
     cams = ", ".join(c.id for c in config.cameras)
     typer.echo(f"{file}: OK (site {config.site.id}, cameras: {cams})")
 
@@ -115,8 +120,8 @@ def run(
     """Run every camera until SIGINT/SIGTERM, then shut down cleanly (flushing evidence)."""
     from edge.runtime import Runtime
 
-    setup_logging(log_level, log_json)
     site = load_or_exit(config)
+    setup_logging(log_level, log_json, timezone=site.site.timezone)
     stop = _stop_on_signals()
     try:
         runtime = Runtime.build(site)
@@ -148,8 +153,8 @@ def demo(
     live and print the dashboard's URL and a demo login."""
     from edge.demo import run_demo
 
-    setup_logging(log_level)
     site = load_or_exit(config)
+    setup_logging(log_level, timezone=site.site.timezone)
     stop = _stop_on_signals()
     try:
         run_demo(site, stop, seconds=seconds, dashboard_port=dashboard_port or None)

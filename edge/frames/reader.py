@@ -77,7 +77,8 @@ class CameraReader:
     """Reads one camera on a daemon thread and holds its freshest frame in a single slot.
 
     Status goes ONLINE at the first frame, RECONNECTING after a failure, and OFFLINE once
-    `offline_after_attempts` consecutive attempts have failed (it keeps retrying with capped backoff). The
+    `offline_after_attempts` consecutive attempts have failed (it keeps retrying with capped backoff, except
+    on a file that is missing or holds no playable video: then it gives up, offline, saying why). The
     failure count resets after `healthy_after_s` of changing frames. A live stream whose frames stay
     identical, or that gives no frame, for `frozen_after_s` (None: off) is reconnected.
     """
@@ -145,7 +146,7 @@ class CameraReader:
 
     @property
     def unplayable(self) -> str | None:
-        """Return why this camera's file is not a playable video once it is offline for it, else None."""
+        """Return why this camera's file is missing or not a playable video once offline for it, else None."""
         reason = self._unplayable
         return reason if reason is not None and self._health.status is CameraStatus.OFFLINE else None
 
@@ -230,6 +231,10 @@ class CameraReader:
                 except SourceError as exc:
                     self._unplayable = str(exc) if exc.unplayable else None
                     self._failed(str(exc))
+                    if self.unplayable is not None:
+                        # A missing file or one with no video: retrying forever would only hide it.
+                        log.error("camera %s: giving up: %s", self.camera_id, redact(str(exc)))
+                        break
                     continue
                 except Exception as exc:  # an unexpected backend error must not kill the thread
                     self._unplayable = None

@@ -14,11 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
+from edge.config.models import STREAM_SCHEMES
 from edge.telemetry import redact
 
 log = logging.getLogger(__name__)
 
-_RTSP_SCHEMES = ("rtsp", "rtsps")
 _DEFAULT_FILE_FPS = 25.0
 # A file-paced source that falls this far behind (slow disk, busy CPU) restarts its schedule instead of
 # bursting frames to catch up, like a live camera would.
@@ -32,8 +32,8 @@ _env_lock = threading.Lock()
 class SourceError(RuntimeError):
     """A frame source that cannot be opened: the message is one line saying what and where, redacted.
 
-    `unplayable` marks a file that is there but holds no playable video: reopening the same bytes will not
-    help, so once the camera is offline for it the app may stop waiting for it.
+    `unplayable` marks a file that is missing or holds no playable video: opening it again will not help,
+    so once the camera is offline for it the reader gives up and the app stops waiting for it.
     """
 
     def __init__(self, message: str, *, unplayable: bool = False) -> None:
@@ -234,9 +234,9 @@ def open_source(
     """
     source = source.strip()
     scheme = source.split("://", 1)[0].lower() if "://" in source else ""
-    if scheme in _RTSP_SCHEMES and decoder in GSTREAMER_DECODERS:
+    if scheme in STREAM_SCHEMES and decoder in GSTREAMER_DECODERS:
         return _open_rtsp_gstreamer(source, decoder, open_timeout_s=open_timeout_s)
-    if scheme in _RTSP_SCHEMES:
+    if scheme in STREAM_SCHEMES:  # the schemes config validation accepts, and only those
         return _open_rtsp(source, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
     if scheme:
         raise SourceError(
@@ -386,7 +386,7 @@ def _open_file(source: str, *, realtime: bool, loop: bool) -> FrameSource:
     path = Path(source).expanduser().absolute()  # absolute: the line must say where it looked
     where = f"video file {path}"
     if not path.exists():
-        raise SourceError(f"cannot open {where}: no such file")
+        raise SourceError(f"cannot open {where}: no such file", unplayable=True)
     if not path.is_file():
         raise SourceError(f"cannot open {where}: not a regular file")
     if not os.access(path, os.R_OK):

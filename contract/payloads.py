@@ -135,6 +135,12 @@ class CameraFigures(Wire):
         description="New events not started because of flood control (rules.max_new_events_per_min), "
         "by rule, since start; zone_entry is never suppressed.",
     )
+    events_suppressed_last_min: int = Field(
+        0,
+        ge=0,
+        description="Of those, how many in the 60 s before `at`: above 0, flood control is holding back "
+        "alerts on this camera now (the dashboard's live page says so).",
+    )
 
 
 class QueueFigures(Wire):

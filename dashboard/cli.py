@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import getpass
+import socket
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dashboard.settings import DashboardSettings, load_settings
+from dashboard.settings import ENV_PREFIX, DashboardSettings, load_settings
 
 app = typer.Typer(
     help="The site dashboard: web pages and API over the alerts the edges publish.", no_args_is_help=True
@@ -57,12 +59,42 @@ def serve(
     from dashboard.app import create_app
 
     settings = _settings(config)
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.bind_host,
-        port=port or settings.bind_port,
-        proxy_headers=False,  # client addresses for the audit log come from trusted_proxies only
+    address = (host or settings.bind_host, port or settings.bind_port)
+    # Bound here, not by uvicorn: a taken port must say which setting to change, not just "[Errno 98]".
+    sock = _listen(*address, from_option=port is not None)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=address[0],
+            port=address[1],
+            proxy_headers=False,  # client addresses for the audit log come from trusted_proxies only
+        )
     )
+    server.run(sockets=[sock])
+
+
+def _listen(host: str, port: int, *, from_option: bool) -> socket.socket:
+    """Bind the listening socket as uvicorn would, or exit 2 with one line naming the port and the setting."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        where = f"cannot serve the dashboard on {host}:{port}"
+        setting = "--port" if from_option else f"bind_port (or {ENV_PREFIX}BIND_PORT) or --port"
+        if exc.errno == errno.EADDRINUSE:
+            reason = (
+                f"the port is already in use (another dashboard on this box?); set {setting} to a free port"
+            )
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            reason = "this box has no such address; check bind_host or --host"
+        else:
+            reason = f"{exc.strerror or exc}; check bind_host and bind_port"
+        typer.echo(f"error: {where}: {reason}", err=True)
+        raise typer.Exit(2) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @db_app.command("upgrade")

@@ -1,5 +1,5 @@
-"""The local alarm hook on the edge box: run a command or play a sound when a violation starts, and an
-`off_command` when the last open alarm of a zone (or camera) ends."""
+"""The local alarm hook on the edge box: run a command, play a sound or speak a warning (edge.speech) when a
+violation starts, and an `off_command` when the last open alarm of a zone (or camera) ends."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge.dataflow import Phase, Rule, SafetyEvent
+from edge.speech import SpeechConfig, SpeechError, SpeechWarnings
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ class AlarmHookConfig(BaseModel):
     timeout_s: float = Field(
         30.0, gt=0, description="A command or sound still running after this is stopped."
     )
+    speech: SpeechConfig | None = Field(
+        None,
+        description="A spoken warning per rule and zone in Cantonese, English and Mandarin (espeak-ng or "
+        "recorded files), rate-limited on its own (`speech.min_interval_s`, per zone and rule).",
+    )
 
     @field_validator("command", "off_command")
     @classmethod
@@ -72,13 +78,13 @@ class AlarmHookConfig(BaseModel):
 
     @model_validator(mode="after")
     def _does_something(self) -> AlarmHookConfig:
-        if self.command is None and self.sound_file is None:
-            raise ValueError("set `command`, `sound_file` or both (or leave the alarm hook out)")
+        if self.command is None and self.sound_file is None and self.speech is None:
+            raise ValueError("set `command`, `sound_file` or `speech` (or leave the alarm hook out)")
         return self
 
 
 class AlarmHook:
-    """Fires the configured command and sound on a worker thread; `trigger` never waits for them."""
+    """Fires the configured command, sound and spoken warning on a worker thread; `trigger` never waits."""
 
     def __init__(self, config: AlarmHookConfig, *, which: Callable[[str], str | None] = shutil.which) -> None:
         self.config = config
@@ -97,12 +103,19 @@ class AlarmHook:
             raise AlarmHookError(f"alarms.command: program {config.command[0]!r} not found")
         if config.off_command is not None and which(config.off_command[0]) is None:
             raise AlarmHookError(f"alarms.off_command: program {config.off_command[0]!r} not found")
+        self.speech: SpeechWarnings | None = None
+        if config.speech is not None:
+            try:  # renders every warning now (or finds it cached), so nothing can fail for want of it later
+                self.speech = SpeechWarnings(config.speech, config.rules, which=which)
+            except SpeechError as exc:
+                raise AlarmHookError(str(exc)) from None
         self.counts: Counter[str] = Counter()
         self._last_fired: dict[str, float] = {}
+        self._last_spoken: dict[str, float] = {}  # per zone (or camera) and rule
         self._open: dict[str, set[uuid.UUID]] = {}  # alarm (event) ids open per zone or camera key
         # Unbounded, but at most _MAX_ON_JOBS alarms wait: an off is never dropped (a siren left on is
         # worse than a late one).
-        self._jobs: queue.Queue[tuple[bool, list[list[str]]] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[bool, list[tuple[str, list[str]]]] | None] = queue.Queue()
         self._on_jobs = 0
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
@@ -116,11 +129,19 @@ class AlarmHook:
         if event.phase is Phase.END:
             return self._release(key, event)
         now = time.monotonic()
+        siren = self.config.command is not None or self._player is not None
+        spoken_key = f"{key}/{event.rule}"
         with self._lock:
             self._open.setdefault(key, set()).add(event.event_id)
-            last = self._last_fired.get(key)
-            if last is not None and now - last < self.config.min_interval_s:
+            siren_due = siren and _due(self._last_fired.get(key), now, self.config.min_interval_s)
+            speech_due = self.speech is not None and _due(
+                self._last_spoken.get(spoken_key), now, self.speech.config.min_interval_s
+            )
+            if siren and not siren_due:
                 self.counts["suppressed"] += 1
+            if self.speech is not None and not speech_due:
+                self.counts["speech_suppressed"] += 1
+            if not siren_due and not speech_due:
                 return False
             if self._on_jobs >= _MAX_ON_JOBS:
                 self.counts["dropped"] += 1
@@ -128,12 +149,28 @@ class AlarmHook:
                     "alarm hook busy: alarm for event %s on %s dropped", event.event_id, event.camera_id
                 )
                 return False
-            self._last_fired[key] = now
+            if siren_due:
+                self._last_fired[key] = now
+            if speech_due:
+                self._last_spoken[spoken_key] = now
             self._on_jobs += 1
             self._ensure_worker()
-        self._jobs.put((True, self._commands(event, self.config.command, sound=True)))
+        job = self._commands(event, self.config.command, sound=True) if siren_due else []
+        if speech_due:
+            job += self._speech_command(event)
+        self._jobs.put((True, job))
         self.counts["queued"] += 1
         return True
+
+    def _speech_command(self, event: SafetyEvent) -> list[tuple[str, list[str]]]:
+        assert self.speech is not None
+        wav = self.speech.file_for(event.zone, event.rule)
+        if wav is None:  # a rule the hook does not speak for
+            return []
+        values = {**_values(event), "file": str(wav)}
+        return [
+            ("speech", [_PLACEHOLDER.sub(lambda m: values.get(m[1], m[0]), a) for a in self.speech.player])
+        ]
 
     def _release(self, key: str, event: SafetyEvent) -> bool:
         with self._lock:
@@ -148,19 +185,15 @@ class AlarmHook:
         self.counts["off_queued"] += 1
         return True
 
-    def _commands(self, event: SafetyEvent, command: list[str] | None, *, sound: bool) -> list[list[str]]:
-        values = {
-            "rule": str(event.rule),
-            "camera": event.camera_id,
-            "zone": event.zone or "",
-            "event_id": str(event.event_id),
-            "site": event.site_id,
-        }
+    def _commands(
+        self, event: SafetyEvent, command: list[str] | None, *, sound: bool
+    ) -> list[tuple[str, list[str]]]:
+        values = _values(event)
         commands = []
         if command is not None:
-            commands.append([_PLACEHOLDER.sub(lambda m: values[m[1]], arg) for arg in command])
+            commands.append(("command", [_PLACEHOLDER.sub(lambda m: values[m[1]], arg) for arg in command]))
         if sound and self._player is not None:
-            commands.append(list(self._player))
+            commands.append(("sound", list(self._player)))
         return commands
 
     def _ensure_worker(self) -> None:
@@ -175,10 +208,11 @@ class AlarmHook:
                 with self._lock:
                     self._on_jobs -= 1
             processes = []
-            for argv in job:
+            for kind, argv in job:
                 try:
                     processes.append(
                         (
+                            kind,
                             argv,
                             subprocess.Popen(
                                 argv,
@@ -191,10 +225,10 @@ class AlarmHook:
                 except OSError as exc:
                     self.counts["failed"] += 1
                     log.error("alarm hook: cannot run %s: %s", argv[0], exc.strerror or exc)
-            for argv, process in processes:
-                self._wait(argv, process)
+            for kind, argv, process in processes:
+                self._wait(kind, argv, process)
 
-    def _wait(self, argv: list[str], process: subprocess.Popen[bytes]) -> None:
+    def _wait(self, kind: str, argv: list[str], process: subprocess.Popen[bytes]) -> None:
         try:
             _, stderr = process.communicate(timeout=self.config.timeout_s)
         except subprocess.TimeoutExpired:
@@ -209,6 +243,8 @@ class AlarmHook:
             log.error("alarm hook: %s exited with %d: %s", argv[0], process.returncode, tail)
         else:
             self.counts["fired"] += 1
+            if kind == "speech":
+                self.counts["spoken"] += 1
 
     def close(self, timeout: float = 5.0) -> None:
         """Let queued alarms finish (up to `timeout`) and stop the worker."""
@@ -221,3 +257,19 @@ class AlarmHook:
             log.warning("alarm hook: queue still full at shutdown; pending alarms are abandoned")
             return
         worker.join(timeout)
+
+
+def _due(last: float | None, now: float, interval: float) -> bool:
+    """Whether a rate-limited action may run again."""
+    return last is None or now - last >= interval
+
+
+def _values(event: SafetyEvent) -> dict[str, str]:
+    """The placeholder values of an event."""
+    return {
+        "rule": str(event.rule),
+        "camera": event.camera_id,
+        "zone": event.zone or "",
+        "event_id": str(event.event_id),
+        "site": event.site_id,
+    }

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 #: Events whose evidence references are remembered for their later phases (oldest forgotten first).
 EVIDENCE_REFS_KEPT = 5000
+#: While flood control holds alerts back, `on_flood` is called at most this often (an early heartbeat, so
+#: the dashboard says so within seconds, not at the next regular heartbeat).
+FLOOD_NOTICE_EVERY_S = 5.0
 
 
 class AlertSink(Protocol):
@@ -89,6 +92,8 @@ class EdgeApp:
         self.on_result = on_result
         self.on_event = on_event
         self.on_evidence = on_evidence  # each written snapshot and clip, e.g. to push it to the dashboard
+        self.on_flood: Callable[[], None] | None = None  # flood control held an alert back (rate-limited)
+        self._flood_noticed = 0.0
         self._stop = threading.Event()
         # Readers set this on every new frame, so the inference loop sleeps until there is work.
         self._frame_arrived = threading.Event()
@@ -161,6 +166,7 @@ class EdgeApp:
                 fps_cap=camera.fps,
                 realtime=camera.realtime,
                 loop=camera.loop,
+                decoder=camera.decoder,
                 registry=self.registry,
                 on_status=self._camera_status,
                 on_frame=self._frame_arrived.set,
@@ -336,7 +342,9 @@ class EdgeApp:
                 if runtime.paused:  # disabled by control while this frame was being detected
                     return
                 result = runtime.pipeline.step(frame, detections, timings)
-                self._count_suppressed(camera, runtime)
+                held_back = self._count_suppressed(camera, runtime)
+            if held_back and self.on_flood is not None:
+                self._notice_flood()
             t0 = time.perf_counter()
             self.evidence.observe(result)
             for event in result.events:
@@ -409,7 +417,7 @@ class EdgeApp:
                 self.alerts.publish_alarm(event)
             if event.phase is Phase.START:
                 if result is not None:
-                    self.alerts.publish_snapshot(event.camera_id, self.evidence.snapshot_jpeg(result))
+                    self.alerts.publish_snapshot(event.camera_id, self.evidence.snapshot_jpeg(result, event))
         if self.on_evidence is not None and event.phase is Phase.START and result is not None:
             for ref in event.evidence:
                 if ref.sha256 is not None:  # the snapshot; its clip follows in _clip_ready
@@ -450,13 +458,28 @@ class EdgeApp:
         if self.on_event is not None:
             self.on_event(retraction)
 
-    def _count_suppressed(self, camera: str, runtime: CameraRuntime) -> None:
-        """Carry the lifecycle's flood-control counts into the metric (they only grow)."""
+    def _count_suppressed(self, camera: str, runtime: CameraRuntime) -> bool:
+        """Carry the lifecycle's flood-control counts into the metric (they only grow); True if they grew."""
+        grew = False
         for rule, total in runtime.pipeline.lifecycle.stats.suppressed_rate_by_rule.items():
             seen = self._suppressed_seen.get((camera, rule), 0)
             if total > seen:
                 self._suppressed.labels(camera, rule.value).inc(total - seen)
                 self._suppressed_seen[(camera, rule)] = total
+                grew = True
+        return grew
+
+    def _notice_flood(self) -> None:
+        """Tell `on_flood` that alerts are being held back, at most every FLOOD_NOTICE_EVERY_S."""
+        now = time.monotonic()
+        if now - self._flood_noticed < FLOOD_NOTICE_EVERY_S:
+            return
+        self._flood_noticed = now
+        try:
+            assert self.on_flood is not None
+            self.on_flood()
+        except Exception:  # a failed notice must not cost the frame
+            log.exception("flood control notice failed")
 
     def _camera_status(self, camera_id: str, status: CameraStatus, detail: str | None) -> None:
         runtime = self.cameras.get(camera_id)
@@ -469,10 +492,16 @@ class EdgeApp:
     def _frame_size(self, runtime: CameraRuntime) -> tuple[int, int]:
         return runtime.frame_size or (1, 1)
 
+    def _held_back(self, now: float) -> dict[str, int]:
+        """Per camera, the new events flood control held back in the minute before `now`."""
+        with self._lock:  # the lifecycles change on the inference thread
+            return {cid: r.pipeline.lifecycle.suppressed_recently(now) for cid, r in self.cameras.items()}
+
     def heartbeat_stats(self) -> dict[str, Any]:
         """Figures for the MQTT heartbeat: per camera fps, capture-to-result latency, drops; queue depths."""
         now = time.time()
         cameras = {}
+        recent = self._held_back(now)
         for cid, r in self.cameras.items():
             latencies = np.asarray(r.latencies_ms)
             cameras[cid] = {
@@ -483,6 +512,7 @@ class EdgeApp:
                 "events_suppressed": {
                     str(rule): n for rule, n in r.pipeline.lifecycle.stats.suppressed_rate_by_rule.items()
                 },
+                "events_suppressed_last_min": recent[cid],
             }
         info = self.detector.info
         return {
@@ -492,8 +522,10 @@ class EdgeApp:
         }
 
     def stats(self) -> dict[str, Any]:
-        """Figures for display: status, fps and open events per camera, pending clips."""
+        """Figures for display: status, fps, open events and alerts flood control held back in the last
+        minute per camera, pending clips."""
         now = time.time()
+        held_back = self._held_back(now)
         return {
             "cameras": {
                 cid: {
@@ -501,6 +533,7 @@ class EdgeApp:
                     "fps": round(r.fps(now), 2),
                     "paused": r.paused,
                     "open_events": r.pipeline.lifecycle.active_count,
+                    "held_back_last_min": held_back[cid],
                 }
                 for cid, r in self.cameras.items()
             },

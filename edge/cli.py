@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.text import Text
 
 from edge.config import ConfigError, load_config
-from edge.config.loader import missing_files
+from edge.config.loader import missing_camera_files, missing_files
 from edge.config.models import SiteConfig
 from edge.mqtt.cli import register as register_mqtt_commands
 from edge.telemetry import redact, setup_logging
@@ -82,8 +82,13 @@ def load_or_exit(path: Path) -> SiteConfig:
 def config_check(file: Annotated[Path, typer.Argument(help="Site YAML file.")]) -> None:
     """Validate a site config and print every error with its location."""
     config = load_or_exit(file)
+    missing = missing_camera_files(config)
     for warning in missing_files(config):
         say("warning: ", "yellow", warning)
+    if missing:
+        for line in missing:
+            say("error: ", "bold red", f"{file}: {line}")
+        raise typer.Exit(2)
     cams = ", ".join(c.id for c in config.cameras)
     typer.echo(f"{file}: OK (site {config.site.id}, cameras: {cams})")
 
@@ -115,8 +120,8 @@ def run(
     """Run every camera until SIGINT/SIGTERM, then shut down cleanly (flushing evidence)."""
     from edge.runtime import Runtime
 
-    setup_logging(log_level, log_json)
     site = load_or_exit(config)
+    setup_logging(log_level, log_json, timezone=site.site.timezone)
     stop = _stop_on_signals()
     try:
         runtime = Runtime.build(site)
@@ -148,8 +153,8 @@ def demo(
     live and print the dashboard's URL and a demo login."""
     from edge.demo import run_demo
 
-    setup_logging(log_level)
     site = load_or_exit(config)
+    setup_logging(log_level, timezone=site.site.timezone)
     stop = _stop_on_signals()
     try:
         run_demo(site, stop, seconds=seconds, dashboard_port=dashboard_port or None)
@@ -218,6 +223,38 @@ def bench(
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(text + "\n", encoding="utf-8")
+
+
+@app.command()
+def doctor(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Site YAML file (default: built-in defaults).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Report what this box can run (GPU, CUDA, TensorRT, ONNX Runtime, OpenVINO, decoders, engine cache,
+    free disk) and which backend `model.type: auto` would choose, and why."""
+    from rich.table import Table
+
+    from edge.doctor import DoctorInput, run_checks, to_json
+
+    site = None
+    if config is not None:
+        try:
+            site = load_config(config)  # paths are reported by the checks, not refused
+        except ConfigError as exc:
+            for line in exc.lines()[:MAX_ERRORS_SHOWN]:
+                say("error: ", "bold red", line)
+            raise typer.Exit(2) from None
+    checks = run_checks(DoctorInput.from_config(site, config, REPO_ROOT / "models/ppe-yolo/model.onnx"))
+    if as_json:
+        typer.echo(json.dumps(to_json(checks), indent=2))
+        return
+    styles = {"ok": "green", "warn": "yellow", "missing": "dim"}
+    table = Table("check", "status", "detail", title="sitesentry doctor", show_lines=False)
+    for check in checks:
+        table.add_row(check.name, Text(check.status, styles[check.status]), Text(check.summary))
+    Console().print(table)
 
 
 def main() -> None:

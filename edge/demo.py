@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -19,6 +21,8 @@ from edge.runtime import Runtime
 
 if TYPE_CHECKING:
     from edge.demo_dashboard import DemoDashboard
+
+log = logging.getLogger(__name__)
 
 RULE_TEXT = {"no_helmet": "no helmet", "no_vest": "no vest", "zone_entry": "in danger zone"}
 
@@ -54,10 +58,15 @@ class DemoView:
         """Build the live screen: cameras, alert delivery, and the latest violations."""
         stats = self.runtime.app.stats()
         cams = Table(title="Cameras", expand=True)
-        for col in ("camera", "status", "fps", "open events"):
+        for col in ("camera", "status", "fps", "open events", "held back (flood control)"):
             cams.add_column(col)
+        flooded = []
         for cid, c in stats["cameras"].items():
-            cams.add_row(cid, c["status"], f"{c['fps']:.1f}", str(c["open_events"]))
+            held = c.get("held_back_last_min", 0)
+            held_text = f"[bold yellow]{held} in the last minute[/]" if held else "-"
+            cams.add_row(cid, c["status"], f"{c['fps']:.1f}", str(c["open_events"]), held_text)
+            if held:
+                flooded.append(f"{held} alert(s) held back on camera {cid} in the last minute")
         events = Table(
             title=f"Violations (started {self.counts['start']}, ended {self.counts['end']})", expand=True
         )
@@ -83,6 +92,12 @@ class DemoView:
             f"\nframes analysed: {self.frames}   evidence: {self.runtime.config.evidence.folder}   "
             f"MQTT: {self.runtime.broker_url}   (Ctrl-C to stop; `sitesentry alerts tail` shows the alerts)\n"
         )
+        if flooded:  # never silent: the table above stops growing while alerts are held back
+            footer += (
+                f"[bold yellow]Flood control: {'; '.join(flooded)}[/] (more new PPE alerts than "
+                f"rules.max_new_events_per_min = {self.runtime.config.rules.max_new_events_per_min}; "
+                "danger zone entries are never held back)\n"
+            )
         if self.dashboard:
             footer += f"{self.dashboard}\n"
         return Group(cams, events, footer)
@@ -96,6 +111,22 @@ def _with_local_control(config: SiteConfig) -> SiteConfig:
     return config.model_copy(update={"mqtt": mqtt})
 
 
+def with_free_metrics_port(config: SiteConfig) -> SiteConfig:
+    """A second demo on this box takes a free metrics port, as it does for its broker and dashboard."""
+    metrics = config.metrics
+    if not metrics.enabled or metrics.port == 0:
+        return config
+    with socket.socket(socket.AF_INET6 if ":" in metrics.host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server does
+        try:
+            sock.bind((metrics.host, metrics.port))
+            return config
+        except OSError:
+            pass
+    log.warning("metrics.port %d is taken (another SiteSentry?); the demo uses a free port", metrics.port)
+    return config.model_copy(update={"metrics": metrics.model_copy(update={"port": 0})})
+
+
 def run_demo(
     config: SiteConfig, stop: threading.Event, seconds: float = 0, dashboard_port: int | None = 8080
 ) -> None:
@@ -104,6 +135,7 @@ def run_demo(
     With the `dashboard` extra installed and `dashboard_port` set, the site dashboard runs beside it.
     """
     console = Console()
+    config = with_free_metrics_port(config)
     runtime = Runtime.build(_with_local_control(config) if dashboard_port else config)
     board = None
     line = ""

@@ -77,6 +77,8 @@ class Runtime:
             on_evidence=publisher.push_evidence,
         )
         holder["app"] = app
+        # Flood control holding alerts back is news: an early heartbeat carries the count to the dashboard.
+        app.on_flood = lambda: publisher.heartbeat(app.heartbeat_stats())
         # Before anything new is published: close the events a crash left open, retract unwritten clips.
         publisher.close_left_open(clip_lookup(config.evidence.folder))
         zone = ZoneInfo(config.site.timezone)

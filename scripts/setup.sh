@@ -4,8 +4,9 @@
 #                                  Pango and a CJK font for the dashboard's PDF reports
 #   bash scripts/setup.sh --dev    plus what the tests need: mosquitto, ffmpeg, GStreamer RTSP server,
 #                                  Debian's python3-opencv (an independent face detector for the blur test),
-#                                  PostgreSQL and Chromium (dashboard tests), and the train + dev extras
-#                                  (torch and ultralytics for training tests)
+#                                  PostgreSQL and Chromium (dashboard tests), gst-inspect-1.0 and Debian's
+#                                  docker-compose (deploy file checks), and the train + dev extras (torch
+#                                  and ultralytics for training tests, hadolint for the Dockerfiles)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -20,8 +21,11 @@ if command -v apt-get >/dev/null; then
                gir1.2-gst-rtsp-server-1.0
                gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
                gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
-               postgresql chromium)
+               postgresql chromium
+               gstreamer1.0-tools docker-compose)  # doctor's gst-inspect; compose file check (no engine)
   fi
+  packages+=(espeak-ng)  # spoken alarm warnings (alarms.speech); the tests measure them with sox
+  if [ "$dev" = 1 ]; then packages+=(sox); fi
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ "${#missing[@]}" -gt 0 ]; then

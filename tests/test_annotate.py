@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -12,7 +13,11 @@ import pytest
 from edge.annotate import (
     CLASS_COLOURS,
     COMPLIANT_COLOUR,
+    MUTED_COLOUR,
     VIOLATION_COLOUR,
+    Annotation,
+    Focus,
+    annotate,
     blur_regions,
     draw,
     draw_detections,
@@ -21,6 +26,7 @@ from edge.annotate import (
 )
 from edge.config.models import ZoneConfig
 from edge.dataflow import Detections, Frame, FrameResult, Rule, Track, Violation
+from edge.label_layout import LabelLayout, overlaps
 from edge.labels import CLASS_NAMES
 
 PHOTOS = Path(__file__).resolve().parents[1].parent / "shared/datasets/construction-site-safety/valid"
@@ -29,8 +35,8 @@ DATASET_CLASSES = {0: "helmet", 2: "head", 4: "no_vest", 5: "person", 7: "vest"}
 HK = ZoneInfo("Asia/Hong_Kong")
 
 
-def load_site_photo(min_people: int = 2) -> tuple[np.ndarray, Detections]:
-    """Return the first validation photo (sorted by name) with enough people and a large bare head."""
+def labelled_photos() -> Iterator[tuple[np.ndarray, Detections]]:
+    """Every validation photo (sorted by name) with its labelled boxes as detections of confidence 0.8."""
     if not (PHOTOS / "images").is_dir():
         pytest.skip(f"construction-site-safety photos not found at {PHOTOS}")
     for label_file in sorted((PHOTOS / "labels").glob("*.txt")):
@@ -46,11 +52,16 @@ def load_site_photo(min_people: int = 2) -> tuple[np.ndarray, Detections]:
             cx, cy, bw, bh = float(cx) * width, float(cy) * height, float(bw) * width, float(bh) * height
             boxes.append((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2))
             classes.append(CLASS_NAMES.index(DATASET_CLASSES[int(cls)]))
-        if not boxes:
-            continue
-        det = Detections(
-            np.array(boxes, np.float32), np.full(len(boxes), 0.8, np.float32), np.array(classes, np.int32)
-        )
+        if boxes:
+            det = Detections(
+                np.array(boxes, np.float32), np.full(len(boxes), 0.8, np.float32), np.array(classes, np.int32)
+            )
+            yield image, det
+
+
+def load_site_photo(min_people: int = 2) -> tuple[np.ndarray, Detections]:
+    """Return the first validation photo (sorted by name) with enough people and a large bare head."""
+    for image, det in labelled_photos():
         heads = det.of("head").xyxy
         big_head = any(min(x2 - x1, y2 - y1) >= 30 for x1, y1, x2, y2 in heads)
         if len(det.of("person")) >= min_people and big_head:
@@ -285,3 +296,181 @@ def test_blurred_evidence_leaves_no_face_a_face_detector_finds(tmp_path: Path) -
             ]
             assert not overlap or max(overlap) < 0.3 * (face[2] - face[0]) * (face[3] - face[1]), photo.name
     assert checked >= 2
+
+
+def crowded_photo() -> tuple[np.ndarray, Detections]:
+    """The validation photo with the most labelled people (first by name among equals)."""
+    return max(labelled_photos(), key=lambda photo: len(photo[1].of("person")))
+
+
+def assert_laid_out(annotation: Annotation) -> None:
+    """Every tag lies inside the frame, overlaps no other tag, and is drawn where it says (its colour)."""
+    height, width = annotation.image.shape[:2]
+    rects = [label.rect for label in annotation.labels]
+    for i, rect in enumerate(rects):
+        assert 0 <= rect[0] < rect[2] <= width and 0 <= rect[1] < rect[3] <= height, annotation.labels[i]
+        for j in range(i + 1, len(rects)):
+            assert not overlaps(rect, rects[j]), (annotation.labels[i], annotation.labels[j])
+    for label in annotation.labels:
+        x1, y1, x2, y2 = label.rect
+        # The tag's background (the text covers the rest) is its colour: drawn last, nothing covers it.
+        assert share_of(annotation.image[y1:y2, x1:x2], label.colour) > 0.4, label
+
+
+def test_tags_never_overlap_each_other_the_zone_name_or_the_caption_on_a_crowded_photo() -> None:
+    image, det = crowded_photo()
+    people = len(det.of("person"))
+    assert people >= 10, "the validation set has a photo of a crowd"
+    result = frame_result(image, det, violating=(1, 2, 3, 4))
+    zone = ZoneConfig(
+        id="pit", name="Excavation pit", polygon=[(0.2, 0.3), (0.8, 0.3), (0.8, 0.9), (0.2, 0.9)]
+    )
+
+    everyone = annotate(result, [zone], tz=HK)
+
+    assert_laid_out(everyone)
+    kinds = [label.kind for label in everyone.labels]
+    # Nothing was dropped to make room: caption, zone name, one tag per person and per PPE box.
+    assert everyone.dropped == 0
+    assert kinds.count("caption") == 1 and kinds.count("zone") == 1
+    assert kinds.count("person") == people and kinds.count("ppe") == len(det) - people
+    for track in result.tracks:
+        focused = annotate(
+            result, [zone], tz=HK, focus=Focus(track.track_id, Rule.NO_HELMET, None, 0.8, track.xyxy)
+        )
+        assert_laid_out(focused)
+        assert [label.kind for label in focused.labels][:3] == ["caption", "focus", "zone"]
+
+
+def test_an_event_snapshot_highlights_its_own_person_and_mutes_the_others() -> None:
+    image, det = crowded_photo()
+    result = frame_result(image, det, violating=(1, 2))
+    subject, bystander, violator = result.tracks[0], result.tracks[2], result.tracks[1]
+
+    snapshot = annotate(
+        result, tz=HK, focus=Focus(subject.track_id, Rule.NO_HELMET, None, 0.83, subject.xyxy)
+    )
+
+    assert share_of(left_edge(snapshot.image, subject.xyxy), VIOLATION_COLOUR) > 0.5
+    # Everyone else, violating or not, is a thin grey box without a tag.
+    for other in (bystander, violator):
+        assert share_of(left_edge(snapshot.image, other.xyxy), MUTED_COLOUR) > 0.3
+        assert share_of(left_edge(snapshot.image, other.xyxy), VIOLATION_COLOUR) < 0.05
+    tags = {label.kind: label for label in snapshot.labels}
+    assert tags["focus"].text == "NO HELMET 0.83" and tags["focus"].colour == VIOLATION_COLOUR
+    assert "person" not in tags
+    # The tag sits on its person's box edge (above, below or inside), not somewhere else in the frame.
+    x1, y1, x2, y2 = (int(v) for v in subject.xyxy)
+    fx1, fy1, fx2, fy2 = tags["focus"].rect
+    assert fx1 < x2 and x1 < fx2 and y1 - (fy2 - fy1) - 1 <= fy1 <= y2 + 1
+
+
+def test_a_zone_entry_snapshot_names_the_zone_and_tints_only_that_zone_red() -> None:
+    image, det = crowded_photo()
+    result = frame_result(image, det)
+    subject = result.tracks[0]
+    pit = ZoneConfig(
+        id="pit", name="Excavation pit", polygon=[(0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0)]
+    )
+    crane = ZoneConfig(id="crane", polygon=[(0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)])
+
+    snapshot = annotate(
+        result, [pit, crane], HK, focus=Focus(subject.track_id, Rule.ZONE_ENTRY, "pit", 0.91, subject.xyxy)
+    )
+
+    tags = {label.text: label for label in snapshot.labels}
+    assert "IN ZONE Excavation pit 0.91" in tags
+    assert tags["Excavation pit"].colour == VIOLATION_COLOUR and tags["crane"].colour != VIOLATION_COLOUR
+
+
+def test_label_layout_keeps_tags_apart_and_leaves_out_what_does_not_fit() -> None:
+    layout = LabelLayout(200, 100)
+    layout.reserve((0, 0, 80, 20))
+    box = (50, 40, 120, 90)
+    rects = [layout.place((60, 15), [(box[0], box[1] - 15), (box[0], box[3])]) for _ in range(40)]
+    placed = [r for r in rects if r is not None]
+    # 200 x 100 holds at most 3 x 6 tags of 60 x 15 besides the reserved corner; none overlaps another.
+    assert 10 <= len(placed) < 20 and rects[-1] is None
+    everything = [*placed, (0, 0, 80, 20)]
+    assert all(not overlaps(a, b) for i, a in enumerate(everything) for b in everything[i + 1 :])
+    assert all(0 <= r[0] and r[2] <= 200 and 0 <= r[1] and r[3] <= 100 for r in placed)
+    assert placed[0] == (50, 25, 110, 40)  # the first tag gets the first spot: just above the box
+
+
+VIDEO = Path(__file__).resolve().parents[1].parent / "shared/videos/hardhat-workers.mp4"
+#: The frame with the most people the shipped model finds when sampling the video once a second (5 people,
+#: 13 boxes at confidence 0.3).
+BUSIEST_FRAME = 525
+
+
+def test_tags_stay_apart_on_a_crowded_frame_of_real_site_video_with_the_shipped_model() -> None:
+    from edge.detections.onnxrt import OnnxDetector
+
+    if not VIDEO.is_file():
+        pytest.skip(f"site video not found at {VIDEO}")
+    model = Path(__file__).resolve().parents[1] / "models" / "ppe-yolo" / "model.onnx"
+    detector = OnnxDetector(model, default_confidence=0.3, expected_names=CLASS_NAMES)
+    capture = cv2.VideoCapture(str(VIDEO))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, BUSIEST_FRAME)
+    ok, image = capture.read()
+    capture.release()
+    assert ok, f"{VIDEO} has no frame {BUSIEST_FRAME}"
+    found = detector.detect(image)
+    assert len(found.of("person")) >= 4 and len(found) >= 10, "a crowded frame"
+    result = frame_result(image, found, violating=(1, 2))
+    # As evidence draws it: heads blurred first, then boxes and tags on top.
+    blurred = FrameResult(
+        Frame("gate", 7, result.frame.captured_at, blur_regions(image, head_boxes(result))),
+        found,
+        result.tracks,
+        result.violations,
+        (),
+    )
+    zone = ZoneConfig(
+        id="yard", name="Crane swing radius", polygon=[(0.3, 0.4), (0.8, 0.4), (0.8, 0.95), (0.3, 0.95)]
+    )
+    everyone = annotate(blurred, [zone], HK)
+    assert_laid_out(everyone)
+    assert everyone.dropped == 0 and len(everyone.labels) == 2 + len(found)  # caption, zone, every box
+    for track in result.tracks:
+        focus = Focus(track.track_id, Rule.ZONE_ENTRY, "yard", 0.9, track.xyxy)
+        snapshot = annotate(blurred, [zone], HK, focus=focus)
+        assert_laid_out(snapshot)
+        assert snapshot.dropped == 0
+        assert "IN ZONE Crane swing radius 0.90" in [label.text for label in snapshot.labels]
+
+
+def test_focus_of_an_event_uses_its_track_then_its_violation_then_its_own_box() -> None:
+    import uuid
+    from datetime import datetime, timezone
+
+    from edge.dataflow import Phase, SafetyEvent
+
+    image = np.zeros((200, 400, 3), np.uint8)
+    event = SafetyEvent(
+        event_id=uuid.uuid4(),
+        phase=Phase.START,
+        site_id="s",
+        camera_id="gate",
+        rule=Rule.NO_VEST,
+        zone=None,
+        track_id=4,
+        started_at=datetime(2024, 6, 1, tzinfo=timezone.utc),
+        ended_at=None,
+        peak_confidence=0.9,
+        boxes=((0.25, 0.5, 0.5, 1.0),),
+        frame_seq=1,
+    )
+    frame = Frame("gate", 1, 0.0, image)
+    tracked = FrameResult(frame, Detections.empty(), (Track(4, (10.0, 20.0, 30.0, 40.0), 0.9),), (), ())
+    violating = FrameResult(
+        frame,
+        Detections.empty(),
+        (),
+        (Violation("gate", 4, Rule.NO_VEST, None, 0.61, (1.0, 2.0, 3.0, 4.0)),),
+        (),
+    )
+    untracked = FrameResult(frame, Detections.empty(), (), (), ())
+    assert Focus.of_event(event, tracked) == Focus(4, Rule.NO_VEST, None, 0.9, (10.0, 20.0, 30.0, 40.0))
+    assert Focus.of_event(event, violating) == Focus(4, Rule.NO_VEST, None, 0.61, (1.0, 2.0, 3.0, 4.0))
+    assert Focus.of_event(event, untracked).xyxy == (100.0, 100.0, 200.0, 200.0)

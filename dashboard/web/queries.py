@@ -408,6 +408,33 @@ def edges(db: Session, scope: Scope, site: str | None, now: datetime) -> list[Ed
     return out
 
 
+@dataclass
+class FloodNotice:
+    """A camera on which the edge's flood control held alerts back in the minute before its heartbeat."""
+
+    site: str
+    edge: str
+    camera: str
+    held_back: int  # in the last minute, as of `at`
+    since_start: int  # since the edge started
+    at: datetime | None  # the heartbeat that said so
+
+
+def flood_notices(db: Session, scope: Scope, site: str | None, now: datetime) -> list[FloodNotice]:
+    """Return the cameras whose edge, online now, last said flood control is holding alerts back."""
+    out = []
+    for view in status_service.edges(db, scope, now, site):
+        if view.state != "online":  # an edge gone quiet says nothing about now
+            continue
+        edge = view.edge
+        for camera, figures in sorted(((edge.heartbeat or {}).get("cameras") or {}).items()):
+            held_back = int(figures.get("events_suppressed_last_min") or 0)
+            if held_back > 0 and scope.allows(edge.site, camera):
+                total = sum(int(n) for n in (figures.get("events_suppressed") or {}).values())
+                out.append(FloodNotice(edge.site, edge.edge, camera, held_back, total, edge.heartbeat_at))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------
 # Statistics
 

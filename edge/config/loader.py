@@ -403,6 +403,9 @@ def _resolve_paths(config: SiteConfig, base: Path) -> SiteConfig:
         updates["mqtt"] = updates["mqtt"].model_copy(update={"tls": tls.model_copy(update=files)})
     if config.alarms is not None and config.alarms.sound_file is not None:
         updates["alarms"] = config.alarms.model_copy(update={"sound_file": fix(config.alarms.sound_file)})
+    if config.alarms is not None and config.alarms.speech is not None:
+        alarms = updates.get("alarms", config.alarms)
+        updates["alarms"] = alarms.model_copy(update={"speech": config.alarms.speech.with_paths(fix)})
     return config.model_copy(update=updates)
 
 
@@ -495,18 +498,27 @@ def unusable_paths(config: SiteConfig) -> list[tuple[Loc, str]]:
 
 
 def missing_files(config: SiteConfig) -> list[str]:
-    """Files the config names that do not exist here (valid config, but `run` would fail or retry)."""
-    named = [("model.path", config.model.path)] + [
-        (f"cameras[{i}].source", Path(camera.source))
-        for i, camera in enumerate(config.cameras)
-        if not camera.is_stream
-    ]
+    """The model file when it does not exist here: a warning only, a model may be deployed separately."""
+    try:
+        exists = config.model.path.is_file()
+    except (OSError, ValueError):
+        exists = False
+    return [] if exists else [f"model.path: {config.model.path} does not exist"]
+
+
+def missing_camera_files(config: SiteConfig) -> list[str]:
+    """One line per enabled camera whose video file is not there: `config check` refuses them, since `run`
+    would only take such a camera offline."""
     out = []
-    for where, file in named:
+    for i, camera in enumerate(config.cameras):
+        if camera.is_stream or not camera.enabled:
+            continue
         try:
-            exists = file.is_file()
+            exists = Path(camera.source).is_file()
         except (OSError, ValueError):
             exists = False
         if not exists:
-            out.append(f"{where}: {file} does not exist")
+            out.append(
+                f"cameras[{i}].source: camera {camera.id!r}: video file {camera.source} does not exist"
+            )
     return out

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from contract.ids import Identifier
 from edge.alarms import AlarmHookConfig
@@ -18,8 +18,10 @@ Point = tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, 
 PPEItem = Literal["helmet", "vest"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: URL schemes the frame reader opens (edge/frames/sources.py imports this): anything else is refused here.
+STREAM_SCHEMES = ("rtsp", "rtsps")
 #: Camera sources that are not file paths (files resolve against the config file's folder).
-STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "usb:")
+STREAM_PREFIXES = (*(f"{scheme}://" for scheme in STREAM_SCHEMES), "usb:")
 Provider = Literal["tensorrt", "cuda", "openvino", "cpu"]
 DEFAULT_PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
 DEFAULT_PPE: tuple[PPEItem, ...] = ("helmet", "vest")
@@ -147,11 +149,39 @@ class CameraConfig(Strict):
     tiling: TilingConfig = Field(
         default_factory=TilingConfig, description="Slicing for small, distant workers."
     )
+    decoder: Literal["software", "nvv4l2"] = Field(
+        "software",
+        description=(
+            "How RTSP video is decoded. software: OpenCV's FFmpeg on the CPU (any machine). nvv4l2: the"
+            " Jetson hardware decoder (NVDEC) through a GStreamer pipeline; needs JetPack's GStreamer plugins"
+            " and an OpenCV built with GStreamer (`sitesentry doctor` says whether this box has both)."
+        ),
+    )
 
     @property
     def is_stream(self) -> bool:
         """True when the source is a network stream or USB camera rather than a file path."""
         return self.source.startswith(STREAM_PREFIXES)
+
+    @field_validator("source")
+    @classmethod
+    def _readable_scheme(cls, value: str, info: ValidationInfo) -> str:
+        # `config check` must refuse what the reader cannot open, or `run` fails on a config said to be OK.
+        if "://" in value:
+            scheme = value.split("://", 1)[0].strip().lower()
+            if scheme not in STREAM_SCHEMES:
+                camera = f"camera {info.data['id']!r}: " if "id" in info.data else ""
+                raise ValueError(
+                    f"{camera}{scheme}:// sources are not supported; use rtsp://..., rtsps://..., a video"
+                    " file path or usb:N (most HTTP cameras also offer an RTSP stream)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _decoder_for_rtsp(self) -> CameraConfig:
+        if self.decoder != "software" and not self.source.lower().startswith(("rtsp://", "rtsps://")):
+            raise ValueError(f"decoder {self.decoder} reads rtsp:// sources only; use decoder: software here")
+        return self
 
     @model_validator(mode="after")
     def _unique_zones(self) -> CameraConfig:
@@ -360,7 +390,11 @@ class EvidenceConfig(Strict):
         "slows detection on a busy CPU; 0 keeps it equal.",
     )
     jpeg_quality: int = Field(85, ge=30, le=100, description="JPEG quality of snapshots.")
-    blur_heads: bool = Field(False, description="Blur heads and faces in stored evidence (PDPO, Cap. 486).")
+    blur_heads: bool = Field(
+        True,
+        description="Blur heads and faces in stored evidence and the MQTT snapshot (PDPO, Cap. 486; on by "
+        "default: set false only where the purpose of collection needs faces).",
+    )
     retention_days: float = Field(30.0, gt=0, description="Evidence older than this is deleted.")
     min_free_gb: float = Field(
         1.0, ge=0, description="Oldest evidence is deleted while free disk is below this."

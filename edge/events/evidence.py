@@ -11,6 +11,7 @@ import queue
 import shutil
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from edge.annotate import blur_regions, draw, head_boxes
+from edge.annotate import Focus, blur_regions, draw, head_boxes
 from edge.config.models import EvidenceConfig, ZoneConfig
 from edge.dataflow import EvidenceRef, FrameResult, Phase, SafetyEvent
 from edge.events.video import EncoderError, VideoEncoder, count_frames, usable_codec
@@ -184,7 +185,11 @@ class EvidenceRecorder:
         self._ready: queue.Queue[object] = queue.Queue()
         self._pending = 0
         self._held_bytes = 0  # over pending clips; a frame shared by two clips counts twice (a safe bound)
-        self._last_snapshot: tuple[FrameResult, bytes] | None = None  # events starting on one frame share it
+        # The frame whose snapshots were made last (caller's thread only): its blurred copy, made once, and
+        # its JPEG per event (None: no event highlighted), so the evidence file and MQTT share one encoding.
+        self._last_frame: FrameResult | None = None
+        self._last_blurred: np.ndarray | None = None
+        self._last_jpegs: dict[uuid.UUID | None, bytes] = {}
         self._thread: threading.Thread | None = None
         self._log_lock = threading.Lock()
         self._last_logged: dict[tuple[str, str], float] = {}
@@ -265,7 +270,7 @@ class EvidenceRecorder:
         stem = f"{event.camera_id}/{day}/{event.event_id}"
         refs: list[EvidenceRef] = []
         if self._config.snapshot:
-            snapshot = self._write_snapshot(f"{stem}.jpg", result)
+            snapshot = self._write_snapshot(f"{stem}.jpg", result, event)
             if snapshot is not None:
                 refs.append(snapshot)
         if self._config.clip:
@@ -277,18 +282,27 @@ class EvidenceRecorder:
                 refs.append(EvidenceRef("clip", relpath, None, offset_s))
         return event.with_evidence(*refs)
 
-    def snapshot_jpeg(self, result: FrameResult) -> bytes:
-        """Return the annotated (and, if configured, blurred) frame as JPEG bytes."""
-        last = self._last_snapshot
-        if last is not None and last[0] is result:  # several events started on this frame
-            return last[1]
+    def snapshot_jpeg(self, result: FrameResult, event: SafetyEvent | None = None) -> bytes:
+        """Return the annotated (and, if configured, blurred) frame as JPEG bytes, highlighting the event's
+        person when an event is given; each event starting on a frame gets its own snapshot."""
+        if self._last_frame is not result:
+            self._last_frame, self._last_blurred, self._last_jpegs = result, None, {}
+        key = event.event_id if event is not None else None
+        cached = self._last_jpegs.get(key)
+        if cached is not None:
+            return cached
+        if self._config.blur_heads and self._last_blurred is None:
+            self._last_blurred = blur_regions(result.frame.image, head_boxes(result))
+        focus = Focus.of_event(event, result) if event is not None else None
         ok, encoded = cv2.imencode(
-            ".jpg", self._render(result), [cv2.IMWRITE_JPEG_QUALITY, self._config.jpeg_quality]
+            ".jpg",
+            self._render(result, focus, self._last_blurred),
+            [cv2.IMWRITE_JPEG_QUALITY, self._config.jpeg_quality],
         )
         if not ok:
             raise EncoderError(f"JPEG encoding failed for camera {result.frame.camera_id}")
         data = encoded.tobytes()
-        self._last_snapshot = (result, data)
+        self._last_jpegs[key] = data
         return data
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -323,17 +337,19 @@ class EvidenceRecorder:
 
     # -- internals ---------------------------------------------------------------------------------------
 
-    def _render(self, result: FrameResult) -> np.ndarray:
-        image = result.frame.image
+    def _render(
+        self, result: FrameResult, focus: Focus | None = None, blurred: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Blur (unless `blurred` is the frame already blurred) and annotate a frame, highlighting `focus`."""
         if self._config.blur_heads:
             # Blur first, then draw, so boxes and labels stay crisp on top of the hidden faces.
-            image = blur_regions(image, head_boxes(result))
+            image = blurred if blurred is not None else blur_regions(result.frame.image, head_boxes(result))
             result = replace(result, frame=replace(result.frame, image=image))
-        return draw(result, self._zones.get(result.frame.camera_id, ()), self._tz)
+        return draw(result, self._zones.get(result.frame.camera_id, ()), self._tz, focus=focus)
 
-    def _write_snapshot(self, relpath: str, result: FrameResult) -> EvidenceRef | None:
+    def _write_snapshot(self, relpath: str, result: FrameResult, event: SafetyEvent) -> EvidenceRef | None:
         try:
-            data = self.snapshot_jpeg(result)
+            data = self.snapshot_jpeg(result, event)
             _write_atomically(self._folder / relpath, data)
         except OSError as exc:
             self._failed("snapshot", exc)

@@ -72,11 +72,18 @@ class EventLifecycle:
         self._active: dict[Key, _Active] = {}
         self._cooldown: dict[Key, tuple[float, Box]] = {}  # key -> (cooldown ends, last person box)
         self._recent_starts: deque[float] = deque()
+        self._recent_suppressed: deque[float] = deque()  # times of flood-controlled starts, last minute
 
     @property
     def active_count(self) -> int:
         """Return how many events are open."""
         return len(self._active)
+
+    def suppressed_recently(self, now: float, window_s: float = 60.0) -> int:
+        """Return how many new events flood control held back in the `window_s` before `now`."""
+        while self._recent_suppressed and self._recent_suppressed[0] < now - window_s:
+            self._recent_suppressed.popleft()
+        return len(self._recent_suppressed)
 
     def _time(self, t: float) -> datetime:
         return datetime.fromtimestamp(t, self.tz)
@@ -192,6 +199,8 @@ class EventLifecycle:
         if flood_controlled and len(self._recent_starts) >= self.rules.max_new_events_per_min:
             self.stats.suppressed_rate += 1
             self.stats.suppressed_rate_by_rule[v.rule] += 1
+            self._recent_suppressed.append(now)
+            self.suppressed_recently(now)  # keep only the last minute
             self._cooldown[key] = (now + self.rules.cooldown_s, v.person_xyxy)
             if self.stats.suppressed_rate == 1 or self.stats.suppressed_rate % 100 == 0:
                 log.warning(

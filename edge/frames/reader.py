@@ -77,7 +77,8 @@ class CameraReader:
     """Reads one camera on a daemon thread and holds its freshest frame in a single slot.
 
     Status goes ONLINE at the first frame, RECONNECTING after a failure, and OFFLINE once
-    `offline_after_attempts` consecutive attempts have failed (it keeps retrying with capped backoff). The
+    `offline_after_attempts` consecutive attempts have failed (it keeps retrying with capped backoff, except
+    on a file that is missing or holds no playable video: then it gives up, offline, saying why). The
     failure count resets after `healthy_after_s` of changing frames. A live stream whose frames stay
     identical, or that gives no frame, for `frozen_after_s` (None: off) is reconnected.
     """
@@ -95,6 +96,7 @@ class CameraReader:
         frozen_after_s: float | None = 10.0,
         read_timeout_s: float = 5.0,
         open_timeout_s: float = 10.0,
+        decoder: str = "software",
         offline_after_attempts: int = 3,
         healthy_after_s: float = 10.0,
         registry: CollectorRegistry | None = None,
@@ -114,6 +116,7 @@ class CameraReader:
         # A stalled stream (no frame at all) must be noticed within the frozen window as well.
         self._read_timeout_s = min(read_timeout_s, self._frozen_after_s or read_timeout_s)
         self._open_timeout_s = open_timeout_s
+        self._decoder = decoder
         self._offline_after = offline_after_attempts
         self._healthy_after_s = healthy_after_s
         self._cap = RateCap(fps_cap)
@@ -143,7 +146,7 @@ class CameraReader:
 
     @property
     def unplayable(self) -> str | None:
-        """Return why this camera's file is not a playable video once it is offline for it, else None."""
+        """Return why this camera's file is missing or not a playable video once offline for it, else None."""
         reason = self._unplayable
         return reason if reason is not None and self._health.status is CameraStatus.OFFLINE else None
 
@@ -223,10 +226,15 @@ class CameraReader:
                         loop=self._loop,
                         open_timeout_s=self._open_timeout_s,
                         read_timeout_s=self._read_timeout_s,
+                        decoder=self._decoder,
                     )
                 except SourceError as exc:
                     self._unplayable = str(exc) if exc.unplayable else None
                     self._failed(str(exc))
+                    if self.unplayable is not None:
+                        # A missing file or one with no video: retrying forever would only hide it.
+                        log.error("camera %s: giving up: %s", self.camera_id, redact(str(exc)))
+                        break
                     continue
                 except Exception as exc:  # an unexpected backend error must not kill the thread
                     self._unplayable = None

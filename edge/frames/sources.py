@@ -14,11 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
+from edge.config.models import STREAM_SCHEMES
 from edge.telemetry import redact
 
 log = logging.getLogger(__name__)
 
-_RTSP_SCHEMES = ("rtsp", "rtsps")
 _DEFAULT_FILE_FPS = 25.0
 # A file-paced source that falls this far behind (slow disk, busy CPU) restarts its schedule instead of
 # bursting frames to catch up, like a live camera would.
@@ -32,8 +32,8 @@ _env_lock = threading.Lock()
 class SourceError(RuntimeError):
     """A frame source that cannot be opened: the message is one line saying what and where, redacted.
 
-    `unplayable` marks a file that is there but holds no playable video: reopening the same bytes will not
-    help, so once the camera is offline for it the app may stop waiting for it.
+    `unplayable` marks a file that is missing or holds no playable video: opening it again will not help,
+    so once the camera is offline for it the reader gives up and the app stops waiting for it.
     """
 
     def __init__(self, message: str, *, unplayable: bool = False) -> None:
@@ -225,11 +225,18 @@ def open_source(
     loop: bool,
     open_timeout_s: float = 10.0,
     read_timeout_s: float = 5.0,
+    decoder: str = "software",
 ) -> FrameSource:
-    """Open rtsp://..., a video file path or usb:N; raise SourceError with one clear line when it cannot."""
+    """Open rtsp://..., a video file path or usb:N; raise SourceError with one clear line when it cannot.
+
+    `decoder` (CameraConfig.decoder) picks how RTSP video is decoded: "software" (OpenCV's FFmpeg) or a
+    name in GSTREAMER_DECODERS (a GStreamer pipeline, e.g. JetPack's hardware decoder).
+    """
     source = source.strip()
     scheme = source.split("://", 1)[0].lower() if "://" in source else ""
-    if scheme in _RTSP_SCHEMES:
+    if scheme in STREAM_SCHEMES and decoder in GSTREAMER_DECODERS:
+        return _open_rtsp_gstreamer(source, decoder, open_timeout_s=open_timeout_s)
+    if scheme in STREAM_SCHEMES:  # the schemes config validation accepts, and only those
         return _open_rtsp(source, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
     if scheme:
         raise SourceError(
@@ -271,6 +278,41 @@ def _open_rtsp(url: str, *, open_timeout_s: float, read_timeout_s: float) -> Fra
     if not capture.isOpened():
         capture.release()
         raise SourceError(f"cannot open {where}: {diagnose_rtsp(url, timeout_s=min(open_timeout_s, 3.0))}")
+    return RtspSource(capture, where)
+
+
+#: GStreamer decode chains by CameraConfig.decoder name: parsed H.264/H.265 in, raw video out. nvv4l2 is
+#: JetPack's NVDEC decoder; nvvidconv copies its frames out of NVMM memory (the BGR conversion is on the CPU).
+GSTREAMER_DECODERS = {"nvv4l2": "nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert"}
+
+
+def rtsp_pipeline(url: str, decode: str, *, latency_ms: int = 200, tcp_timeout_s: float = 10.0) -> str:
+    """Return the GStreamer pipeline that reads an RTSP URL over TCP, decodes it with `decode` and hands
+    BGR frames to OpenCV, keeping only the freshest one (parsebin finds the depayloader and parser, so
+    H.264 and H.265 cameras need no setting)."""
+    # Characters that end or escape a quoted gst-launch value are percent-encoded (the URL stays valid).
+    quoted = url.replace("\\", "%5C").replace('"', "%22")
+    return (
+        f'rtspsrc location="{quoted}" protocols=tcp latency={latency_ms}'
+        f" tcp-timeout={int(tcp_timeout_s * 1_000_000)} ! parsebin ! {decode}"
+        " ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
+    )
+
+
+def _open_rtsp_gstreamer(url: str, decoder: str, *, open_timeout_s: float) -> FrameSource:
+    where = f"RTSP stream {redact(url)} (decoder {decoder})"
+    if not cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER):
+        raise SourceError(
+            f"cannot open {where}: this OpenCV {cv2.__version__} has no GStreamer backend (use the system"
+            " OpenCV JetPack ships, see deploy/jetson/README.md, or set the camera's decoder: software)"
+        )
+    # OpenCV's GStreamer backend takes no open/read timeouts: rtspsrc's tcp-timeout bounds the connect.
+    pipeline = rtsp_pipeline(url, GSTREAMER_DECODERS[decoder], tcp_timeout_s=open_timeout_s)
+    capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+    if not capture.isOpened():
+        capture.release()
+        reason = diagnose_rtsp(url, timeout_s=min(open_timeout_s, 3.0))
+        raise SourceError(f"cannot open {where}: {reason} (`sitesentry doctor` lists the GStreamer elements)")
     return RtspSource(capture, where)
 
 
@@ -344,7 +386,7 @@ def _open_file(source: str, *, realtime: bool, loop: bool) -> FrameSource:
     path = Path(source).expanduser().absolute()  # absolute: the line must say where it looked
     where = f"video file {path}"
     if not path.exists():
-        raise SourceError(f"cannot open {where}: no such file")
+        raise SourceError(f"cannot open {where}: no such file", unplayable=True)
     if not path.is_file():
         raise SourceError(f"cannot open {where}: not a regular file")
     if not os.access(path, os.R_OK):

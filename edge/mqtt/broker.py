@@ -11,12 +11,18 @@ from typing import Any
 from amqtt.broker import Broker
 
 from edge.config.models import MqttConfig
+from edge.telemetry import bind_problem
 
 log = logging.getLogger(__name__)
 
 
 class EmbeddedBrokerError(ValueError):
-    """The embedded broker could not start or stop (message says where and why)."""
+    """The embedded broker could not start or stop (message says where and why).
+
+    `cannot_bind` marks a port that is taken or an address this box lacks: the message names the setting.
+    """
+
+    cannot_bind = False
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -49,9 +55,12 @@ class EmbeddedBroker:
     to it). Anonymous clients are accepted, which is why it binds to loopback by default.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 1883) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 1883, keys: tuple[str, str] = ("mqtt.host", "mqtt.port")
+    ) -> None:
         self.host = host
         self.port = port if port else free_port(host)
+        self._keys = keys  # the settings of host and port, for the error when it cannot listen there
         self._loop: asyncio.AbstractEventLoop | None = None
         self._broker: Broker | None = None
         self._thread: threading.Thread | None = None
@@ -68,6 +77,7 @@ class EmbeddedBroker:
         """Start listening on host:port; raise EmbeddedBrokerError if the port is taken or startup fails."""
         if self._thread is not None:
             return self
+        self._check_bindable()
         self._ready.clear()
         self._error = None
         self._thread = threading.Thread(target=self._run, name=f"mqtt-broker-{self.port}", daemon=True)
@@ -85,6 +95,21 @@ class EmbeddedBroker:
             )
         log.info("embedded MQTT broker (amqtt, MQTT 3.1.1) listening on %s:%d", self.host, self.port)
         return self
+
+    def _check_bindable(self) -> None:
+        """Try the address first: amqtt would log a traceback for a taken port before we could say which."""
+        with socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server does
+            try:
+                sock.bind((self.host, self.port))
+            except OSError as exc:
+                what = "start the embedded MQTT broker"
+                problem = bind_problem(exc, what, (self.host, self.port), self._keys, " (0: any free one)")
+                error = EmbeddedBrokerError(
+                    str(problem or f"cannot {what} on {self.host}:{self.port}: {exc}")
+                )
+                error.cannot_bind = problem is not None
+                raise error from None
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()

@@ -28,9 +28,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(mqtt_app, name="mqtt")
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 1) -> typer.Exit:
     Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def broker(
@@ -48,7 +48,7 @@ def broker(
     # manager stops us with SIGTERM.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    embedded = EmbeddedBroker(host, port)
+    embedded = EmbeddedBroker(host, port, keys=("--host", "--port"))
     try:
         embedded.start()
         console.print(
@@ -57,7 +57,7 @@ def broker(
         while not stop.wait(0.5):
             pass
     except EmbeddedBrokerError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), code=2 if exc.cannot_bind else 1) from None
     finally:
         embedded.stop(timeout=4.0)  # it must end promptly, even if a client connection lingers
 
@@ -88,6 +88,13 @@ def tail(
     ] = False,
     count: Annotated[int | None, typer.Option(min=1, help="Exit after this many messages.")] = None,
     seconds: Annotated[float | None, typer.Option(min=0, help="Exit after this many seconds.")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Give up waiting for a broker that is not up yet after this many seconds (default: wait).",
+        ),
+    ] = None,
 ) -> None:
     """Subscribe to a site's events, status, alarms and heartbeats and print them as they arrive."""
     from edge.mqtt.tail import tail as run_tail
@@ -130,6 +137,10 @@ def tail(
             count=count,
             seconds=seconds,
             connected=None if as_json else lambda: console.print(f"[dim]Watching {watched} on {where}[/]"),
+            waiting=lambda why: Console(stderr=True, soft_wrap=True).print(
+                f"waiting for broker {where}… ({escape(why)}); Ctrl-C to stop", highlight=False
+            ),
+            wait_s=min((t for t in (timeout, seconds) if t is not None), default=None),
         )
     except (MqttConnectError, MqttConfigError) as exc:
         raise _fail(str(exc)) from None

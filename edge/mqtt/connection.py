@@ -30,6 +30,7 @@ class MqttConnectError(RuntimeError):
     """The broker could not be reached or refused us; the message is one line without credentials."""
 
     unanswered = False  # the broker ignored or refused the protocol version: another one may work
+    unreachable = False  # nothing answered at that address (yet): a broker still starting may come up
 
 
 class _DebugOnly(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -203,7 +204,10 @@ def connect_blocking(config: MqttConfig, client: mqtt.Client, timeout: float = 1
     try:
         client.reconnect()
     except (OSError, ValueError) as exc:
-        raise MqttConnectError(describe_exception(host, port, exc, tls=config.tls is not None)) from None
+        error = MqttConnectError(describe_exception(host, port, exc, tls=config.tls is not None))
+        # Refused, reset, timed out, no route: worth another try. TLS and DNS failures need a fix instead.
+        error.unreachable = isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError | socket.gaierror)
+        raise error from None
     client.loop_start()
     answered.wait(timeout)
     client.on_connect, client.on_disconnect = previous_connect, previous_disconnect

@@ -27,7 +27,7 @@ from contract.payloads import (
 )
 from contract.topics import ParsedTopic, TopicKind, parse_topic
 from edge.config.models import MqttConfig
-from edge.mqtt.connection import open_client
+from edge.mqtt.connection import MqttConnectError, open_client
 
 _MODELS: dict[TopicKind, type[BaseModel]] = {
     TopicKind.EVENTS: EventMessage,
@@ -151,6 +151,39 @@ def as_json(message: TailMessage) -> str:
     )
 
 
+def open_waiting(
+    config: MqttConfig,
+    client_id: str,
+    *,
+    waiting: Callable[[str], None] | None = None,
+    timeout_s: float | None = None,
+    retry_s: float = 1.0,
+    **callbacks: Any,
+) -> mqtt.Client | None:
+    """Connect, retrying while nothing answers at the broker's address; None on Ctrl-C while waiting.
+
+    A refusal (credentials, TLS) is raised at once: waiting would not change it. After `timeout_s` the
+    last unreachable error is raised with how long we waited.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    told = False
+    try:
+        while True:
+            try:
+                return open_client(config, client_id, **callbacks)
+            except MqttConnectError as exc:
+                if not exc.unreachable:
+                    raise
+                if deadline is not None and time.monotonic() + retry_s > deadline:
+                    raise MqttConnectError(f"{exc}; gave up after waiting {timeout_s:g} s") from None
+                if not told and waiting is not None:
+                    waiting(str(exc))
+                    told = True
+            time.sleep(retry_s)
+    except KeyboardInterrupt:
+        return None
+
+
 def tail(
     config: MqttConfig,
     site: str | None,
@@ -160,11 +193,14 @@ def tail(
     count: int | None = None,
     seconds: float | None = None,
     connected: Callable[[], None] | None = None,
+    waiting: Callable[[str], None] | None = None,
+    wait_s: float | None = None,
 ) -> int:
     """Subscribe to a site's topics (every site when `site` is None) and print messages as they arrive.
 
-    Stops after `count` messages or `seconds`, else at Ctrl-C; returns how many were printed. Raises
-    MqttConnectError (one clear line) if the broker cannot be reached or refuses us.
+    A broker that is not up yet is waited for (`waiting` hears why, once), for `wait_s` at most (None:
+    until Ctrl-C). Stops after `count` messages or `seconds`, else at Ctrl-C; returns how many were
+    printed. Raises MqttConnectError (one clear line) if the broker refuses us or never came up in time.
     """
     inbox: queue.Queue[TailMessage] = queue.Queue()
     topic_filter = f"{config.prefix}/{site or '+'}/#"
@@ -175,9 +211,16 @@ def tail(
     def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         inbox.put(decode(config.prefix, msg.topic, bytes(msg.payload), bool(msg.retain)))
 
-    client = open_client(
-        config, f"sitesentry-tail-{uuid.uuid4().hex[:8]}", on_connect=on_connect, on_message=on_message
+    client = open_waiting(
+        config,
+        f"sitesentry-tail-{uuid.uuid4().hex[:8]}",
+        waiting=waiting,
+        timeout_s=wait_s,
+        on_connect=on_connect,
+        on_message=on_message,
     )
+    if client is None:  # Ctrl-C while waiting for the broker
+        return 0
     if connected is not None:
         connected()
     printed = 0

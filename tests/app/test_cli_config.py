@@ -188,3 +188,25 @@ def test_run_with_only_a_photo_for_a_camera_exits_nonzero_saying_why(tmp_path: P
         f"error: no camera left to run: camera gate: cannot play video file {photo}: "
         "not a playable video (it holds a single still image)"
     ), proc.stderr
+
+
+def test_run_with_a_missing_video_file_gives_up_saying_which_camera_and_file(tmp_path: Path) -> None:
+    missing = tmp_path / "gate.mp4"
+    config = sample(tmp_path)
+    config["cameras"][0].update(source=str(missing), loop=True)
+    config["mqtt"].update(port=free_port())
+    config["metrics"] = {"port": 0}
+    path = write_yaml(tmp_path, config)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"camera gate: giving up: cannot open video file {missing}: no such file" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert (
+        last == f"error: no camera left to run: camera gate: cannot open video file {missing}: no such file"
+    )

@@ -1,6 +1,7 @@
 """Site config validation: every error named by its path; the CLI prints them and exits non-zero."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 import yaml
 
 from edge.config import ConfigError, load_config
-from edge.config.models import SiteConfig
+from edge.config.models import CameraConfig, SiteConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "site.yaml"
@@ -127,7 +128,7 @@ def test_an_inverted_torso_band_is_refused(tmp_path):
         load_config(write(tmp_path, data))
 
 
-def test_config_check_warns_about_files_that_do_not_exist(tmp_path):
+def test_config_check_refuses_a_missing_camera_file_and_warns_about_a_missing_model(tmp_path):
     data = base()
     data["cameras"][0]["source"] = "missing.mp4"
     data["model"]["path"] = "nowhere.onnx"
@@ -135,6 +136,47 @@ def test_config_check_warns_about_files_that_do_not_exist(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "edge.cli", "config", "check", str(path)], capture_output=True, text=True
     )
-    assert proc.returncode == 0
-    assert f"cameras[0].source: {tmp_path / 'missing.mp4'} does not exist" in proc.stderr
-    assert f"model.path: {tmp_path / 'nowhere.onnx'} does not exist" in proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "OK" not in proc.stdout
+    assert (
+        f"error: {path}: cameras[0].source: camera 'gate': "
+        f"video file {tmp_path / 'missing.mp4'} does not exist" in proc.stderr
+    )
+    assert f"warning: model.path: {tmp_path / 'nowhere.onnx'} does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("scheme", ["http", "https", "HTTP", "rtmp", "file"])
+def test_a_camera_source_the_reader_cannot_open_is_refused_naming_camera_and_key(tmp_path, scheme):
+    data = base()
+    data["cameras"][0]["source"] = f"{scheme}://admin:hunter2@10.0.0.12/video.mjpg"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, data))
+    (line,) = caught.value.errors
+    assert re.fullmatch(
+        rf"line \d+: cameras\[0\]\.source: camera 'gate': {scheme.lower()}:// sources are not supported; "
+        r"use rtsp://\.\.\., rtsps://\.\.\., a video file path or usb:N .*",
+        line,
+    ), line
+    assert "hunter2" not in line
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["rtsp://127.0.0.1:9/s", "rtsps://127.0.0.1:9/s", "http://127.0.0.1:9/s", "https://h/s", "rtmp://h/s"],
+)
+def test_config_validation_and_the_reader_agree_on_url_schemes(source):
+    from pydantic import ValidationError
+
+    from edge.frames.sources import SourceError, open_source
+
+    try:
+        CameraConfig(id="gate", source=source)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    try:
+        open_source(source, realtime=False, loop=False, open_timeout_s=0.2, read_timeout_s=0.2)
+        opened_scheme = True
+    except SourceError as exc:
+        opened_scheme = "unsupported camera source" not in str(exc)
+    assert accepted == opened_scheme

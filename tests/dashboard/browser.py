@@ -261,8 +261,8 @@ class EdgeFeed:
         """Publish a camera's retained latest snapshot (raw JPEG)."""
         self._publish(self.topics.snapshot(camera), data, qos=0, retain=True)
 
-    def heartbeat(self, fps: dict[str, float]) -> None:
-        """Publish a heartbeat with per-camera fps."""
+    def heartbeat(self, fps: dict[str, float], figures: dict[str, dict[str, Any]] | None = None) -> None:
+        """Publish a heartbeat with per-camera fps (and any further per-camera `figures`)."""
         body = {
             "schema_version": 1,
             "site": self.site,
@@ -270,7 +270,8 @@ class EdgeFeed:
             "at": _now(),
             "uptime_s": 120.0,
             "cameras": {
-                c: {"fps": f, "latency_ms_p50": 40.0, "latency_ms_p95": 61.0} for c, f in fps.items()
+                c: {"fps": f, "latency_ms_p50": 40.0, "latency_ms_p95": 61.0, **(figures or {}).get(c, {})}
+                for c, f in fps.items()
             },
             "queues": {},
             "outbox": {"pending": 0, "delivered_total": 10, "dropped_total": 0},

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -159,6 +160,43 @@ def test_start_event_gets_a_snapshot_on_disk_at_once(tmp_path: Path, frames: lis
     reddish = (edge[:, 2] > 180) & (edge[:, 1] < 80) & (edge[:, 0] < 80)
     assert reddish.mean() > 0.8
     assert registry.get_sample_value("sitesentry_evidence_written_total", {"kind": "snapshot"}) == 1
+    rec.stop()
+
+
+def test_each_event_starting_on_one_frame_gets_its_own_snapshot_highlighting_its_person(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
+    other = (80.0, 120.0, 200.0, 460.0)
+    tracks = (Track(1, PERSON, 0.9), Track(2, other, 0.9))
+    violations = (
+        Violation("gate", 1, Rule.NO_HELMET, None, 0.8, PERSON),
+        Violation("gate", 2, Rule.NO_VEST, None, 0.7, other),
+    )
+    result = FrameResult(Frame("gate", 20, T0 + 2.0, frames[20]), Detections.empty(), tracks, violations, ())
+    rec, _ = recorder(tmp_path, clip=False)
+    helmet = rec.record(event_at(20), result)
+    vest = rec.record(
+        replace(
+            event_at(20),
+            track_id=2,
+            rule=Rule.NO_VEST,
+            boxes=((other[0] / 768, other[1] / 576, other[2] / 768, other[3] / 576),),
+        ),
+        result,
+    )
+
+    def red_share(image: np.ndarray, box: tuple[float, float, float, float]) -> float:
+        x1, y1, _, y2 = (int(v) for v in box)
+        edge = image[y1 + 150 : y2 - 10, x1 + 1].astype(int)  # below the blurred head, clear of the tags
+        return float(((edge[:, 2] > 180) & (edge[:, 1] < 80) & (edge[:, 0] < 80)).mean())
+
+    stored = [(tmp_path / refs_by_kind(e)["snapshot"].path).read_bytes() for e in (helmet, vest)]
+    assert stored[0] != stored[1]
+    first, second = (cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_COLOR) for d in stored)
+    assert red_share(first, PERSON) > 0.8 and red_share(first, other) < 0.1
+    assert red_share(second, other) > 0.8 and red_share(second, PERSON) < 0.1
+    # The MQTT snapshot of an event is the same JPEG as its file: encoded once.
+    assert rec.snapshot_jpeg(result, vest) == stored[1]
     rec.stop()
 
 
@@ -498,7 +536,7 @@ def test_blur_heads_hides_the_face_in_the_snapshot(tmp_path: Path) -> None:
     )
     result = FrameResult(Frame("gate", 1, T0, image), det, (), (), ())
 
-    plain, _ = recorder(tmp_path / "plain")
+    plain, _ = recorder(tmp_path / "plain", blur_heads=False)
     blurred, _ = recorder(tmp_path / "blurred", blur_heads=True)
     assert sharpness(decoded(blurred.snapshot_jpeg(result))) < 0.1 * sharpness(
         decoded(plain.snapshot_jpeg(result))
@@ -506,7 +544,7 @@ def test_blur_heads_hides_the_face_in_the_snapshot(tmp_path: Path) -> None:
 
     recorded = blurred.record(event_at(1), result)
     stored = (tmp_path / "blurred" / refs_by_kind(recorded)["snapshot"].path).read_bytes()
-    assert stored == blurred.snapshot_jpeg(result)
+    assert stored == blurred.snapshot_jpeg(result, recorded)
 
 
 def test_full_disk_is_counted_as_disk_full_and_the_pipeline_carries_on(

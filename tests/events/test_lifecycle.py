@@ -89,6 +89,11 @@ def test_camera_cut_does_not_flood_events():
     events = run(life, frames)
     assert sum(e.phase is Phase.START for e in events) == 5
     assert life.stats.suppressed_rate == 15
+    # The live view shows how many were held back in the last minute: all 15, then none a minute on.
+    assert life.suppressed_recently(19.0) == 15
+    assert life.suppressed_recently(69.0) == 11  # those of t=5..8 are over a minute old
+    assert life.suppressed_recently(80.0) == 0
+    assert life.stats.suppressed_rate == 15, "the since-start count stays"
 
 
 def test_close_all_ends_every_open_event():

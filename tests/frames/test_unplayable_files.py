@@ -6,6 +6,7 @@ looping file must keep looping even when its container cannot seek back.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -50,11 +51,12 @@ def test_a_text_file_named_mp4_is_marked_unplayable(tmp_path: Path) -> None:
     assert caught.value.unplayable
 
 
-def test_a_missing_file_is_not_marked_unplayable(tmp_path: Path) -> None:
-    # It may yet appear (a mount, a copy in progress): the camera keeps retrying and does not count as dead.
+def test_a_missing_file_is_marked_unplayable(tmp_path: Path) -> None:
+    # Opening it again gives the same answer: the camera goes offline and run stops waiting for it.
     with pytest.raises(SourceError) as caught:
         open_source(str(tmp_path / "later.mp4"), realtime=False, loop=True)
-    assert not caught.value.unplayable
+    assert caught.value.unplayable
+    assert str(caught.value) == f"cannot open video file {tmp_path / 'later.mp4'}: no such file"
 
 
 def test_a_looping_camera_on_a_photo_goes_offline_saying_why_and_never_ends(photo_as_mp4: Path) -> None:
@@ -90,14 +92,24 @@ def test_a_looping_camera_on_a_photo_goes_offline_saying_why_and_never_ends(phot
     assert reader.unplayable is None, "a stopped camera is disabled, not unplayable"
 
 
-def test_a_camera_on_a_file_that_never_opens_is_not_unplayable_while_it_retries(tmp_path: Path) -> None:
+def test_a_camera_on_a_missing_file_goes_offline_and_gives_up_instead_of_retrying_forever(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = tmp_path / "missing.mp4"
     reader = CameraReader(
-        "gate", str(tmp_path / "missing.mp4"), fps_cap=5, realtime=True, loop=True, backoff_initial_s=0.02
+        "gate", str(missing), fps_cap=5, realtime=True, loop=True, backoff_initial_s=0.02, backoff_max_s=0.05
     )
     reader.start()
     try:
         wait_until(lambda: reader.status == CameraStatus.OFFLINE, 10, "status offline")
-        assert reader.unplayable is None
+        wait_until(lambda: not reader._thread.is_alive(), 10, "the reader thread gave up")
+        attempts = reader.health.snapshot().attempts
+        assert reader.unplayable == f"cannot open video file {missing}: no such file"
+        assert reader.status is CameraStatus.OFFLINE, "it stays offline, saying why; it never 'ends'"
+        missing.write_bytes(b"")  # nothing opens it again once given up
+        time.sleep(0.3)
+        assert reader.health.snapshot().attempts == attempts == 3
+        assert f"camera gate: giving up: cannot open video file {missing}: no such file" in caplog.text
     finally:
         reader.stop(5)
 

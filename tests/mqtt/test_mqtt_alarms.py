@@ -90,7 +90,7 @@ def test_a_failing_command_is_logged_and_counted(caplog: pytest.LogCaptureFixtur
 def test_bad_hook_settings_fail_with_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="unknown placeholder {password}"):
         AlarmHookConfig(command=["/bin/echo", "{password}"])
-    with pytest.raises(ValidationError, match="set `command`, `sound_file` or both"):
+    with pytest.raises(ValidationError, match="set `command`, `sound_file` or `speech`"):
         AlarmHookConfig()
     with pytest.raises(AlarmHookError, match="program 'no-such-siren' not found"):
         AlarmHook(AlarmHookConfig(command=["no-such-siren"]))

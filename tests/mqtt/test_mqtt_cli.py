@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -174,3 +175,48 @@ def test_broker_command_serves_until_interrupted(signum: signal.Signals) -> None
         process.send_signal(signum)
         process.communicate(timeout=20)
     assert process.returncode == 0
+
+
+def test_tail_waits_for_a_broker_that_is_not_up_yet_then_prints_what_it_sends(tmp_path: Path) -> None:
+    from mqtt_fixtures import MOSQUITTO
+
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto is not installed (apt install mosquitto)")
+    broker = Mosquitto(tmp_path / "mosquitto")  # its port is chosen; it is not started yet
+    args = ["--port", str(broker.port), "--username", OPS_USER, "--count", "1", "--timeout", "90"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "alerts", "tail", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SITESENTRY_MQTT_PASSWORD": OPS_PASSWORD, "COLUMNS": "200"},
+    )
+    pub = None
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # it says so and keeps trying, instead of exiting at once
+        assert line.startswith(f"waiting for broker 127.0.0.1:{broker.port}… (MQTT broker 127.0.0.1:"), line
+        assert "connection refused" in line and proc.poll() is None
+        broker.start()
+        pub = AlertPublisher(broker.config(outbox=tmp_path / "o.sqlite3"), site(), ModelInfo("ppe", "1"))
+        pub.start()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if pub is not None:
+            pub.stop()
+        if proc.poll() is None:
+            proc.kill()
+        broker.stop()
+    assert proc.returncode == 0, err
+    assert "EDGE   test-site/edge-1 online" in out
+
+
+def test_tail_gives_up_waiting_after_its_timeout(app: typer.Typer) -> None:
+    port = free_port()
+    result = CliRunner().invoke(app, ["alerts", "tail", "--port", str(port), "--timeout", "2"])
+    assert result.exit_code == 1
+    assert f"waiting for broker 127.0.0.1:{port}…" in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: MQTT broker 127.0.0.1:{port} is not reachable: connection refused (is the broker "
+        "running?); gave up after waiting 2 s"
+    )

@@ -43,6 +43,7 @@ def live_page(request: Request, setup: Setup) -> HTMLResponse:
     cams = queries.cameras(db, user.scope, page.site, now)
     boxes = queries.edges(db, user.scope, page.site, now)
     counts = queries.live_counts(db, user.scope, page.site, page.zone, now)
+    flood = queries.flood_notices(db, user.scope, page.site, now)
     return render(
         request,
         "live.html",
@@ -52,6 +53,7 @@ def live_page(request: Request, setup: Setup) -> HTMLResponse:
             "cameras": cams,
             "edges": boxes,
             "counts": counts,
+            "flood": flood,
             "links": links,
         },
     )

@@ -105,7 +105,7 @@
         .then(function (r) { return r.text(); })
         .then(function (html) {
           var doc = new DOMParser().parseFromString(html, "text/html");
-          ["wall"].forEach(function (id) {
+          ["wall", "flood"].forEach(function (id) {
             var fresh = doc.getElementById(id);
             var old = document.getElementById(id);
             if (fresh && old) old.replaceWith(fresh);

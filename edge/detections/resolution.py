@@ -1,0 +1,131 @@
+"""Which model input size and slicing a camera's frames are detected at (`cameras[].detect`), resolved from
+the frame size once the first frame arrives; every backend shares it through YoloDetector."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from edge.config.models import DetectConfig, TileGrid
+
+#: Longest model input `detect.input: auto` picks: a larger frame is scaled down to it. From the measured
+#: cost per option (docs/benchmarks/resolution.json): a 1280 px input costs about 7x a 416 px one on a CPU,
+#: the most a default should ask of an edge box; set `detect.input` higher to see more of a 4K view.
+AUTO_MAX_INPUT = 1280
+#: Slices `tiling: auto` uses on a fixed-input model once the frame is at least this many times its input.
+AUTO_TILES = TileGrid(rows=2, cols=2, overlap=0.2)
+AUTO_TILE_RATIO = 2.0
+
+
+@dataclass(frozen=True)
+class DetectPlan:
+    """How frames of one size from one camera are detected: the full-frame model input, and slices."""
+
+    frame: tuple[int, int]  # (width, height) of the frames this plan is for
+    long_side: int  # long side asked of the model input (each image is scaled to fit it)
+    input_hw: tuple[int, int]  # the model input (height, width) of the full frame
+    tiles: TileGrid | None  # slices detected as well as the full frame; None: the full frame only
+    reason: str
+
+    @property
+    def passes(self) -> int:
+        """Inferences per frame: the full frame plus one per slice."""
+        return 1 + (self.tiles.rows * self.tiles.cols if self.tiles else 0)
+
+    def describe(self) -> str:
+        """A short label for logs, stats and reports, e.g. `640x352` or `416x256 + 2x2 tiles`."""
+        size = f"{self.input_hw[1]}x{self.input_hw[0]}"
+        if self.tiles is None:
+            return size
+        return f"{size} + {self.tiles.rows}x{self.tiles.cols} tiles (overlap {self.tiles.overlap:g})"
+
+
+def fit_input(width: int, height: int, long_side: int, stride: int) -> tuple[int, int]:
+    """The smallest stride-aligned (height, width) holding a width x height image scaled to fit long_side."""
+    gain = min(long_side / height, long_side / width)
+    out_h = math.ceil(round(height * gain) / stride) * stride
+    out_w = math.ceil(round(width * gain) / stride) * stride
+    return min(out_h, long_side), min(out_w, long_side)
+
+
+def resolve_plan(
+    frame: tuple[int, int],
+    setting: DetectConfig,
+    *,
+    imgsz: tuple[int, int],
+    stride: int,
+    dynamic: bool,
+) -> DetectPlan:
+    """Resolve a camera's `detect` setting for frames of size (width, height), by the rule in docs/cameras.md.
+
+    A dynamic-shape model runs at `detect.input` (never above the frame's own size, nor below the model's
+    own for auto); `auto` is the frame's own size up to AUTO_MAX_INPUT, or the model's size when slicing.
+    Slices cost more than a larger input for the same magnification (docs/benchmarks/resolution.json), so
+    `tiling: auto` slices only on a fixed-input model whose input is AUTO_TILE_RATIO times smaller than
+    the frame.
+    """
+    width, height = frame
+    frame_long = max(width, height)
+    model_long = max(imgsz)
+    native = math.ceil(frame_long / stride) * stride
+    reasons: list[str] = []
+    tiles = _tiles(setting.tiling, frame_long, model_long, dynamic, reasons)
+    if not dynamic:
+        if setting.input not in ("auto", model_long):
+            reasons.append(f"detect.input {setting.input} ignored: the model's input is fixed")
+        else:
+            reasons.append("the model's input is fixed")
+        return DetectPlan(frame, model_long, imgsz, tiles, "; ".join(reversed(reasons)))
+    long_side = _long_side(setting.input, tiles is not None, native, model_long, reasons)
+    reasons.reverse()  # the input first, then why slices are on or off
+    return DetectPlan(
+        frame, long_side, fit_input(width, height, long_side, stride), tiles, "; ".join(reasons)
+    )
+
+
+def _tiles(
+    setting: Literal["auto", "off"] | TileGrid,
+    frame_long: int,
+    model_long: int,
+    dynamic: bool,
+    reasons: list[str],
+) -> TileGrid | None:
+    if isinstance(setting, TileGrid):
+        reasons.append(f"{setting.rows}x{setting.cols} tiles set by detect.tiling")
+        return setting
+    if setting == "off":
+        return None
+    if dynamic:
+        reasons.append("no tiles: a larger input costs less for the same magnification")
+        return None
+    if frame_long >= AUTO_TILE_RATIO * model_long:
+        reasons.append(
+            f"{AUTO_TILES.rows}x{AUTO_TILES.cols} tiles: the frame is over {AUTO_TILE_RATIO:g}x the input"
+        )
+        return AUTO_TILES
+    reasons.append(f"no tiles: the frame is under {AUTO_TILE_RATIO:g}x the model input")
+    return None
+
+
+def _long_side(
+    setting: Literal["auto"] | int, tiled: bool, native: int, model_long: int, reasons: list[str]
+) -> int:
+    if setting != "auto":
+        cap = max(native, model_long)
+        if setting > cap:
+            reasons.append(f"detect.input {setting} capped at the frame's own size")
+            return cap
+        reasons.append(f"set by detect.input {setting}")
+        return setting
+    if tiled:
+        reasons.append("auto: the model's own size, as slices magnify")
+        return model_long
+    if native <= model_long:
+        reasons.append(f"auto: the model's own size ({model_long}) holds the whole frame")
+        return model_long
+    if native <= AUTO_MAX_INPUT:
+        reasons.append("auto: the frame's own size")
+        return native
+    reasons.append(f"auto: the frame scaled to {AUTO_MAX_INPUT}, the auto limit")
+    return AUTO_MAX_INPUT

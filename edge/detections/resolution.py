@@ -44,9 +44,7 @@ class DetectPlan:
 def fit_input(width: int, height: int, long_side: int, stride: int) -> tuple[int, int]:
     """The smallest stride-aligned (height, width) holding a width x height image scaled to fit long_side."""
     gain = min(long_side / height, long_side / width)
-    out_h = math.ceil(round(height * gain) / stride) * stride
-    out_w = math.ceil(round(width * gain) / stride) * stride
-    return min(out_h, long_side), min(out_w, long_side)
+    return math.ceil(round(height * gain) / stride) * stride, math.ceil(round(width * gain) / stride) * stride
 
 
 def resolve_plan(
@@ -68,7 +66,6 @@ def resolve_plan(
     width, height = frame
     frame_long = max(width, height)
     model_long = max(imgsz)
-    native = math.ceil(frame_long / stride) * stride
     reasons: list[str] = []
     tiles = _tiles(setting.tiling, frame_long, model_long, dynamic, reasons)
     if not dynamic:
@@ -77,7 +74,7 @@ def resolve_plan(
         else:
             reasons.append("the model's input is fixed")
         return DetectPlan(frame, model_long, imgsz, tiles, "; ".join(reversed(reasons)))
-    long_side = _long_side(setting.input, tiles is not None, native, model_long, reasons)
+    long_side = _long_side(setting.input, tiles is not None, frame_long, model_long, reasons)
     reasons.reverse()  # the input first, then why slices are on or off
     return DetectPlan(
         frame, long_side, fit_input(width, height, long_side, stride), tiles, "; ".join(reasons)
@@ -109,10 +106,11 @@ def _tiles(
 
 
 def _long_side(
-    setting: Literal["auto"] | int, tiled: bool, native: int, model_long: int, reasons: list[str]
+    setting: Literal["auto"] | int, tiled: bool, frame_long: int, model_long: int, reasons: list[str]
 ) -> int:
+    # At the frame's own long side the frame goes in unscaled (gain 1), padded up to the stride.
     if setting != "auto":
-        cap = max(native, model_long)
+        cap = max(frame_long, model_long)
         if setting > cap:
             reasons.append(f"detect.input {setting} capped at the frame's own size")
             return cap
@@ -121,11 +119,11 @@ def _long_side(
     if tiled:
         reasons.append("auto: the model's own size, as slices magnify")
         return model_long
-    if native <= model_long:
+    if frame_long <= model_long:
         reasons.append(f"auto: the model's own size ({model_long}) holds the whole frame")
         return model_long
-    if native <= AUTO_MAX_INPUT:
+    if frame_long <= AUTO_MAX_INPUT:
         reasons.append("auto: the frame's own size")
-        return native
+        return frame_long
     reasons.append(f"auto: the frame scaled to {AUTO_MAX_INPUT}, the auto limit")
     return AUTO_MAX_INPUT

@@ -7,11 +7,20 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from edge.config.models import DetectConfig, TileGrid
+from edge.config.models import INPUT_STRIDE, DetectConfig, TileGrid
 
-#: Longest model input `detect.input: auto` picks: a larger frame is scaled down to it. From the measured
-#: cost per option (docs/benchmarks/resolution.json): a 1280 px input costs about 7x a 416 px one on a CPU,
-#: the most a default should ask of an edge box; set `detect.input` higher to see more of a 4K view.
+# What `detect.input: auto` picks, from the cost and persons found per option on real footage
+# (docs/benchmarks/resolution.json). This model (trained at 416 px) finds the most persons when they are
+# about 80-300 px tall at its input and loses large ones beyond: the frame's own size finds fewer persons than
+# 640 on 848x480 close-ups (2.0 against 2.7 per frame) and on a 1696x960 wide view (9.1 against 12.2), while
+# small frames gain from it (640x480: 6.0 persons large enough to judge PPE per frame against 4.7 at 416).
+#: Frames up to this long side go in at their own size (never below the model's); longer ones at least at it.
+AUTO_MIN_INPUT = 640
+#: Beyond AUTO_MIN_INPUT, the input is this share of the frame's long side: what `camera check` recommends on
+#: the widest view measured (960 for 3392x1920: 94% of the persons 1280 finds at 62% of its cost; on 1696x960
+#: it recommends 640, the minimum).
+AUTO_SCALE = 0.28
+#: Longest input `auto` picks: about 7x the cost of 416 px, the most a default should ask of a CPU.
 AUTO_MAX_INPUT = 1280
 #: Slices `tiling: auto` uses on a fixed-input model once the frame is at least this many times its input.
 AUTO_TILES = TileGrid(rows=2, cols=2, overlap=0.2)
@@ -58,7 +67,7 @@ def resolve_plan(
     """Resolve a camera's `detect` setting for frames of size (width, height), by the rule in docs/cameras.md.
 
     A dynamic-shape model runs at `detect.input` (never above the frame's own size, nor below the model's
-    own for auto); `auto` is the frame's own size up to AUTO_MAX_INPUT, or the model's size when slicing.
+    own for auto); `auto` follows auto_long_side, or is the model's own size when slicing.
     Slices cost more than a larger input for the same magnification (docs/benchmarks/resolution.json), so
     `tiling: auto` slices only on a fixed-input model whose input is AUTO_TILE_RATIO times smaller than
     the frame.
@@ -94,7 +103,7 @@ def _tiles(
     if setting == "off":
         return None
     if dynamic:
-        reasons.append("no tiles: a larger input costs less for the same magnification")
+        reasons.append("no tiles: a larger input finds as many persons for less")
         return None
     if frame_long >= AUTO_TILE_RATIO * model_long:
         reasons.append(
@@ -119,11 +128,24 @@ def _long_side(
     if tiled:
         reasons.append("auto: the model's own size, as slices magnify")
         return model_long
+    return auto_long_side(frame_long, model_long, reasons)
+
+
+def auto_long_side(frame_long: int, model_long: int, reasons: list[str] | None = None) -> int:
+    """The input long side `detect.input: auto` picks for frames of this long side (rule: constants above)."""
+    reasons = reasons if reasons is not None else []
     if frame_long <= model_long:
         reasons.append(f"auto: the model's own size ({model_long}) holds the whole frame")
         return model_long
-    if frame_long <= AUTO_MAX_INPUT:
+    if frame_long <= AUTO_MIN_INPUT:
         reasons.append("auto: the frame's own size")
         return frame_long
-    reasons.append(f"auto: the frame scaled to {AUTO_MAX_INPUT}, the auto limit")
+    scaled = math.ceil(frame_long * AUTO_SCALE / INPUT_STRIDE) * INPUT_STRIDE
+    if scaled <= AUTO_MIN_INPUT:
+        reasons.append(f"auto: {AUTO_MIN_INPUT} px")
+        return AUTO_MIN_INPUT
+    if scaled < AUTO_MAX_INPUT:
+        reasons.append(f"auto: {AUTO_SCALE:g} of the frame's long side")
+        return scaled
+    reasons.append(f"auto: {AUTO_MAX_INPUT} px, the auto limit")
     return AUTO_MAX_INPUT

@@ -1,6 +1,7 @@
 """Per-camera detector input (`cameras[].detect`): what `auto` picks for each frame size, caps, fixed-input
 models, and that a larger input really finds more and smaller persons in a real wide view."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,15 @@ import pytest
 from edge.camera_check import sample_frames
 from edge.config.models import CameraConfig, DetectConfig, TileGrid
 from edge.detections.onnxrt import OnnxDetector
-from edge.detections.resolution import AUTO_MAX_INPUT, AUTO_TILE_RATIO, AUTO_TILES, fit_input, resolve_plan
+from edge.detections.resolution import (
+    AUTO_MAX_INPUT,
+    AUTO_MIN_INPUT,
+    AUTO_SCALE,
+    AUTO_TILE_RATIO,
+    AUTO_TILES,
+    fit_input,
+    resolve_plan,
+)
 from edge.labels import CLASS_NAMES, PERSON
 from edge.resolution_bench import mosaic
 
@@ -40,22 +49,32 @@ def plan(frame, setting=None, imgsz=MODEL_SIZE, dynamic=True):
 def test_auto_input_follows_the_rule_for_each_frame_size(frame):
     got = plan(frame)
     long = max(frame)
-    # The rule: the model's own size when it holds the frame, else the frame's own size up to the limit.
-    expected_long = max(MODEL_SIZE) if long <= max(MODEL_SIZE) else min(long, AUTO_MAX_INPUT)
+    # The rule: the model's own size when it holds the frame, the frame's own size up to AUTO_MIN_INPUT, then
+    # AUTO_SCALE of the frame (stride-aligned), at least AUTO_MIN_INPUT and at most AUTO_MAX_INPUT.
+    if long <= max(MODEL_SIZE):
+        expected_long = max(MODEL_SIZE)
+    elif long <= AUTO_MIN_INPUT:
+        expected_long = long
+    else:
+        expected_long = min(AUTO_MAX_INPUT, max(AUTO_MIN_INPUT, math.ceil(long * AUTO_SCALE / 32) * 32))
     assert got.long_side == expected_long and got.tiles is None
     assert got.input_hw == fit_input(*frame, expected_long, 32)
     in_h, in_w = got.input_hw
     assert in_h % 32 == 0 and in_w % 32 == 0
     gain = min(in_h / frame[1], in_w / frame[0])
-    if max(MODEL_SIZE) < long <= AUTO_MAX_INPUT:  # the frame goes in unscaled, padded to the stride
+    if max(MODEL_SIZE) < long <= AUTO_MIN_INPUT:  # the frame goes in unscaled, padded to the stride
         assert gain == 1 and in_w - frame[0] < 32 and in_h - frame[1] < 32
     assert round(frame[0] * gain) <= in_w and round(frame[1] * gain) <= in_h  # the whole frame fits
 
 
-def test_wide_views_get_a_larger_input_and_small_views_keep_the_models():
-    assert plan((1920, 1080)).describe() == f"{AUTO_MAX_INPUT}x{fit_input(1920, 1080, AUTO_MAX_INPUT, 32)[0]}"
-    assert plan((640, 480)).describe() == "640x480"
-    assert plan((320, 240)).describe() == "416x320"
+def test_wide_views_get_a_larger_input_and_small_views_keep_their_own_size():
+    assert plan((3840, 2160)).describe() == "1088x640"  # 4K: AUTO_SCALE of its long side
+    assert plan((7680, 4320)).describe() == "1280x736"  # 8K: the auto limit
+    assert plan((1920, 1080)).describe() == "640x384"  # 1080p: at least 640
+    assert plan((848, 480)).describe() == "640x384"  # larger than 640: at least 640
+    assert plan((640, 480)).describe() == "640x480"  # the frame's own size
+    assert plan((640, 352)).describe() == "640x352"  # the issue's yard camera: unscaled
+    assert plan((320, 240)).describe() == "416x320"  # the model's own size
 
 
 def test_an_explicit_input_is_capped_at_the_frame_and_may_be_smaller_than_the_models():

@@ -19,7 +19,7 @@ from edge.dataflow import Detections
 from edge.detections.base import Detector
 from edge.detections.resolution import DetectPlan, fit_input, resolve_plan
 from edge.detections.tiling import detect_tiled, tile_windows
-from edge.frames.sources import FrameSource, open_source
+from edge.frames.sources import FrameSource, SourceError, open_source
 from edge.labels import PERSON
 from edge.violations.zones import anchor_point
 
@@ -321,7 +321,10 @@ def check_camera(
     """Sample a camera's frames, measure its own setting and the alternatives, recommend one, and draw the
     preview (when asked) at the camera's own setting."""
     camera = pick_camera(config, camera_id)
-    images = sample_frames(camera, frames)
+    try:
+        images = sample_frames(camera, frames)
+    except SourceError as exc:
+        raise CheckError(f"camera {camera.id}: {exc}") from None
     frame = (int(images[0].shape[1]), int(images[0].shape[0]))
     notes = []
     if any((int(im.shape[1]), int(im.shape[0])) != frame for im in images):
@@ -375,9 +378,13 @@ def pick_camera(config: SiteConfig, camera_id: str | None) -> CameraConfig:
     raise CheckError(f"no camera {camera_id!r} in the config; cameras: {known}")
 
 
+def _legend_scale(width: int) -> float:
+    return max(0.45, width / 1400)
+
+
 def legend_height(width: int) -> int:
-    """Height of the legend band under the preview (it grows with the frame so text stays legible)."""
-    return max(60, round(width * 0.07))
+    """Height of the legend band under the preview: a title and two lines of keys, scaled with the width."""
+    return 3 * round(48 * _legend_scale(width)) + 8
 
 
 def draw_preview(
@@ -392,7 +399,7 @@ def draw_preview(
     model input) and each person's zone anchor point, above a legend band."""
     height, width = image.shape[:2]
     scale = max(0.4, min(width, height) / 900)
-    thick = max(1, round(2 * scale))
+    thick = max(2, round(2 * scale))
     canvas = image.copy()
     for zone in zones:
         points = np.array(
@@ -419,28 +426,29 @@ def draw_preview(
             cv2.circle(canvas, (round(ax), round(ay)), max(3, round(4 * scale)), ANCHOR_COLOUR, cv2.FILLED)
             cv2.circle(canvas, (round(ax), round(ay)), max(3, round(4 * scale)), (0, 0, 0), 1, cv2.LINE_AA)
     band = np.full((legend_height(width), width, 3), 32, np.uint8)
-    line = band.shape[0] // 2
-    _text(band, title, 8, line - 6, (255, 255, 255), scale)
-    entries = [
-        (JUDGED_COLOUR, f"judged (>= {min_person_px}px at model input)", "box"),
-        (UNJUDGED_COLOUR, "too small to judge PPE", "dashed"),
-        (ANCHOR_COLOUR, f"zone anchor ({', '.join(anchors)})", "dot"),
-        (ZONE_COLOUR, "zone", "box"),
+    small = _legend_scale(width)
+    line = round(48 * small)
+    _text(band, title, 8, line - 4, (255, 255, 255), small)
+    keys = [
+        [
+            (JUDGED_COLOUR, f"judged (>= {min_person_px}px tall at the model input)", "box"),
+            (UNJUDGED_COLOUR, "too small to judge PPE", "dashed"),
+        ],
+        [(ANCHOR_COLOUR, f"zone anchor point ({', '.join(anchors)})", "dot"), (ZONE_COLOUR, "zone", "box")],
     ]
-    x = 8
-    y = line + round(18 * scale) + 4
-    for colour, text, mark in entries:
-        size = round(14 * scale) + 4
-        if mark == "dot":
-            cv2.circle(band, (x + size // 2, y - size // 2), size // 3, colour, cv2.FILLED)
-        elif mark == "dashed":
-            _dashed_rectangle(band, (x, y - size), (x + size, y), colour, thick)
-        else:
-            cv2.rectangle(band, (x, y - size), (x + size, y), colour, thick)
-        x += size + 6
-        (tw, _), _ = cv2.getTextSize(text, _FONT, scale * 0.8, 1)
-        _text(band, text, x, y - 2, (230, 230, 230), scale * 0.8)
-        x += tw + 18
+    mark = round(24 * small)
+    for row, entries in enumerate(keys, start=2):
+        x, y = 8, row * line - 4
+        for colour, text, kind in entries:
+            if kind == "dot":
+                cv2.circle(band, (x + mark // 2, y - mark // 2), mark // 3, colour, cv2.FILLED)
+            elif kind == "dashed":
+                _dashed_rectangle(band, (x, y - mark), (x + mark, y), colour, thick)
+            else:
+                cv2.rectangle(band, (x, y - mark), (x + mark, y), colour, thick)
+            x += mark + 6
+            _text(band, text, x, y, (230, 230, 230), small)
+            x += cv2.getTextSize(text, _FONT, small, 1)[0][0] + 24
     return np.vstack([canvas, band])
 
 

@@ -511,7 +511,7 @@ def render_report(report: CheckReport) -> str:
         f"(persons under {report.current.min_person_px}px at the model input are too small to judge PPE)",
         table,
         f"recommended: {report.recommended.label} ({report.recommended.plan.describe()}): {report.why}",
-        "paste under cameras: in the site config:",
+        "paste into the camera's entry under `cameras:` in the site config:",
         report.snippet(),
     ]
     lines += [f"note: {n}" for n in report.notes]

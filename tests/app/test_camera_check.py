@@ -4,6 +4,7 @@ the detector run independently), the recommendation and snippet, the preview PNG
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -21,6 +22,16 @@ from edge.labels import CLASS_NAMES, PERSON
 REPO = Path(__file__).resolve().parents[2]
 VIDEO = REPO / "samples" / "vtest.mp4"
 MODEL = REPO / "models" / "ppe-yolo" / "model.onnx"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The CLI points the root logger at the runner's stderr, closed afterwards: later tests must not."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def site(tmp_path: Path, **camera: object) -> Path:

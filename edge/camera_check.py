@@ -425,6 +425,11 @@ def draw_preview(
             ax, ay = anchor_point((float(box[0]), float(box[1]), float(box[2]), float(box[3])), anchor)
             cv2.circle(canvas, (round(ax), round(ay)), max(3, round(4 * scale)), ANCHOR_COLOUR, cv2.FILLED)
             cv2.circle(canvas, (round(ax), round(ay)), max(3, round(4 * scale)), (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([canvas, _legend(width, title, min_person_px, anchors, thick)])
+
+
+def _legend(width: int, title: str, min_person_px: int, anchors: Sequence[str], thick: int) -> np.ndarray:
+    """The band under the preview: its title, then what each colour and mark means."""
     band = np.full((legend_height(width), width, 3), 32, np.uint8)
     small = _legend_scale(width)
     line = round(48 * small)
@@ -449,7 +454,7 @@ def draw_preview(
             x += mark + 6
             _text(band, text, x, y, (230, 230, 230), small)
             x += cv2.getTextSize(text, _FONT, small, 1)[0][0] + 24
-    return np.vstack([canvas, band])
+    return band
 
 
 def _text(image: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int], scale: float) -> None:

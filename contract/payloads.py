@@ -130,6 +130,11 @@ class CameraFigures(Wire):
         None, ge=0, description="Capture-to-result latency, 95th percentile."
     )
     frames_dropped: int = Field(0, ge=0, description="Frames dropped since start.")
+    detect: str | None = Field(
+        None,
+        description="Model input the frames are detected at, e.g. `640x352` or `416x256 + 2x2 tiles "
+        "(overlap 0.2)` (cameras[].detect); null before the first frame.",
+    )
     events_suppressed: dict[Rule, int] = Field(
         default_factory=dict,
         description="New events not started because of flood control (rules.max_new_events_per_min), "

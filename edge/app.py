@@ -20,6 +20,7 @@ from edge.config.models import CameraConfig, SiteConfig, ZoneConfig
 from edge.dataflow import Detections, EvidenceRef, Frame, FrameResult, Phase, Rule, SafetyEvent
 from edge.detections import create_detector
 from edge.detections.base import Detector
+from edge.detections.resolution import DetectPlan, resolve_plan
 from edge.detections.tiling import detect_tiled
 from edge.events.evidence import EvidenceRecorder
 from edge.events.retention import RetentionSweeper
@@ -60,6 +61,7 @@ class CameraRuntime:
     recent: list[float] = field(default_factory=list)  # processing times, for fps
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))  # capture to result
     frame_size: tuple[int, int] | None = None  # of the last analysed frame, to normalise closing boxes
+    plan: DetectPlan | None = None  # detector input and slices, resolved for the current frame size
 
     def fps(self, now: float, window_s: float = 10.0) -> float:
         """Frames processed per second over the last window."""
@@ -300,26 +302,56 @@ class EdgeApp:
                 batch.append((runtime, frame))
         if not batch:
             return 0
-        plain = [(r, f) for r, f in batch if not r.config.tiling.enabled]
-        tiled = [(r, f) for r, f in batch if r.config.tiling.enabled]
+        # Cameras batch together only when their frames go into the same model input size.
+        plain: dict[tuple[int, tuple[int, int]], list[tuple[CameraRuntime, Frame]]] = {}
+        tiled: list[tuple[CameraRuntime, Frame, DetectPlan]] = []
+        for runtime, frame in batch:
+            plan = self._plan(runtime, frame)
+            if plan.tiles is None:
+                plain.setdefault((plan.long_side, plan.input_hw), []).append((runtime, frame))
+            else:
+                tiled.append((runtime, frame, plan))
         max_batch = self.config.model.max_batch if self.detector.info.batch is None else 1
-        for i in range(0, len(plain), max_batch):
-            chunk = plain[i : i + max_batch]
-            for (runtime, frame), (detections, timings) in zip(
-                chunk, self._detect([f for _, f in chunk]), strict=True
-            ):
-                self._process(runtime, frame, detections, timings)
-        for runtime, frame in tiled:
+        for (long_side, _), group in plain.items():
+            for i in range(0, len(group), max_batch):
+                chunk = group[i : i + max_batch]
+                for (runtime, frame), (detections, timings) in zip(
+                    chunk, self._detect([f for _, f in chunk], long_side), strict=True
+                ):
+                    self._process(runtime, frame, detections, timings)
+        for runtime, frame, plan in tiled:
             t0 = time.perf_counter()
+            assert plan.tiles is not None
             detections = detect_tiled(
-                self.detector, frame.image, runtime.config.tiling, self.config.model.iou
+                self.detector, frame.image, plan.tiles, self.config.model.iou, plan.long_side
             )
             self._process(runtime, frame, detections, {"inference": (time.perf_counter() - t0) * 1e3})
         return len(batch)
 
-    def _detect(self, frames: list[Frame]) -> list[tuple[Detections, dict[str, float]]]:
+    def _plan(self, runtime: CameraRuntime, frame: Frame) -> DetectPlan:
+        """The camera's detector input for this frame's size: resolved (and logged) at its first frame and
+        again whenever the stream's size changes."""
+        if runtime.plan is None or runtime.plan.frame != frame.size:
+            runtime.plan = resolve_plan(
+                frame.size,
+                runtime.config.detect,
+                imgsz=self.detector.info.imgsz,
+                stride=self.detector.stride,
+                dynamic=self.detector.dynamic_input,
+            )
+            log.info(
+                "camera %s: %dx%d frames detected at %s (%s)",
+                runtime.config.id,
+                *frame.size,
+                runtime.plan.describe(),
+                runtime.plan.reason,
+                extra={"camera": runtime.config.id},
+            )
+        return runtime.plan
+
+    def _detect(self, frames: list[Frame], long_side: int) -> list[tuple[Detections, dict[str, float]]]:
         t0 = time.perf_counter()
-        blob, boxes = self.detector.preprocess([f.image for f in frames])
+        blob, boxes = self.detector.preprocess([f.image for f in frames], long_side)
         t1 = time.perf_counter()
         output = self.detector.infer(blob)
         t2 = time.perf_counter()
@@ -509,6 +541,7 @@ class EdgeApp:
                 "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies.size else None,
                 "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies.size else None,
                 "frames_dropped": r.reader.health.snapshot().frames_dropped,
+                "detect": r.plan.describe() if r.plan is not None else None,
                 "events_suppressed": {
                     str(rule): n for rule, n in r.pipeline.lifecycle.stats.suppressed_rate_by_rule.items()
                 },
@@ -534,6 +567,7 @@ class EdgeApp:
                     "paused": r.paused,
                     "open_events": r.pipeline.lifecycle.active_count,
                     "held_back_last_min": held_back[cid],
+                    "detect": r.plan.describe() if r.plan is not None else None,
                 }
                 for cid, r in self.cameras.items()
             },

@@ -18,6 +18,7 @@ import numpy as np
 
 from edge.config.models import (
     CameraConfig,
+    DetectConfig,
     EvidenceConfig,
     MetricsConfig,
     ModelConfig,
@@ -32,6 +33,8 @@ from edge.events.evidence import EvidenceRecorder
 from edge.labels import CLASS_NAMES
 from edge.pipeline import CameraPipeline
 
+#: Detector input long side of the end-to-end runs: the model's own training size.
+BENCH_INPUT = 416
 BENCH_ZONE = ZoneConfig(id="bench-zone", polygon=[(0.05, 0.5), (0.6, 0.5), (0.6, 0.98), (0.05, 0.98)])
 #: Where the ultralytics OpenVINO INT8 reference takes its calibration images when none are given: the
 #: training images our own INT8 calibration set is drawn from.
@@ -171,8 +174,11 @@ def end_to_end_fps(
             site=SiteSection(id="bench", name="bench"),
             cameras=[
                 CameraConfig(
-                    id=f"cam{i}", source=str(video), fps=60, realtime=False, loop=True, zones=[BENCH_ZONE]
-                )
+                    id=f"cam{i}", source=str(video), fps=60, realtime=False, loop=True, zones=[BENCH_ZONE],
+                    # The model's own size, as stage_latency and the ultralytics references (imgsz) run;
+                    # other input sizes: `bench --resolution`.
+                    detect=DetectConfig(input=BENCH_INPUT),
+                )  # fmt: skip
                 for i in range(cameras)
             ],
             model=ModelConfig.model_validate(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 from importlib import import_module
@@ -28,6 +29,8 @@ config_app = typer.Typer(
     help="Check site configuration files and print their JSON Schema.", no_args_is_help=True
 )
 app.add_typer(config_app, name="config")
+camera_app = typer.Typer(help="Check how a camera's view suits the detector.", no_args_is_help=True)
+app.add_typer(camera_app, name="camera")
 console = Console(stderr=True)
 register_mqtt_commands(app)  # broker, alerts tail, mqtt schemas
 register_training_commands(app)  # dataset, train, eval, export: they import torch/ultralytics only when run
@@ -97,6 +100,36 @@ def config_check(file: Annotated[Path, typer.Argument(help="Site YAML file.")]) 
 def config_schema() -> None:
     """Print the JSON Schema of the site config (for editor completion)."""
     typer.echo(json.dumps(SiteConfig.model_json_schema(), indent=2))
+
+
+@camera_app.command("check")
+def camera_check(
+    file: Annotated[Path, typer.Argument(help="Site YAML file.")],
+    camera: Annotated[str | None, typer.Option(help="Camera id (needed when the site has several).")] = None,
+    frames: Annotated[int, typer.Option(min=1, max=500, help="Frames to sample.")] = 20,
+    preview: Annotated[
+        Path | None, typer.Option(help="Write a PNG: zones, anchor points, judged and unjudged persons.")
+    ] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Also write the report here.")] = None,
+) -> None:
+    """Sample a camera's frames, measure how tall workers appear to the detector at its setting and the
+    alternatives, and recommend an input size or tiling (cameras[].detect) with the snippet to paste."""
+    from edge.camera_check import CheckError, check_camera, render_report
+    from edge.detections import ModelError, create_detector
+    from edge.frames.sources import SourceError, quiet_video_backends
+
+    setup_logging("WARNING")
+    quiet_video_backends()
+    site = load_or_exit(file)
+    try:
+        detector = create_detector(site.model)
+        report = check_camera(detector, site, camera, frames, preview)
+    except (CheckError, ModelError, SourceError, OSError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(render_report(report))
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
 def _stop_on_signals() -> threading.Event:
@@ -190,7 +223,16 @@ def bench(
     video: Annotated[Path, typer.Option(help="Video to run on.")] = REPO_ROOT / "samples/vtest.mp4",
     model: Annotated[Path, typer.Option(help="Detector ONNX model.")] = REPO_ROOT
     / "models/ppe-yolo/model.onnx",
-    frames: Annotated[int, typer.Option(help="Frames per measurement.")] = 150,
+    frames: Annotated[
+        int | None, typer.Option(help="Frames per measurement (default 150; with --resolution 12 per view).")
+    ] = None,
+    resolution: Annotated[
+        bool,
+        typer.Option(
+            help="Only measure detection options (416, 640, frame size, 2x2 tiles, auto) on --video and "
+            "../shared/videos/hardhat-workers.mp4 when present: cost and persons found per option."
+        ),
+    ] = False,
     reference: Annotated[
         bool, typer.Option(help="Also time ultralytics track() (needs the train extra).")
     ] = True,
@@ -207,15 +249,23 @@ def bench(
 
     setup_logging("WARNING")
     try:
-        results = run_bench(
-            video=video,
-            model=model,
-            frames=frames,
-            reference=reference,
-            weights=weights,
-            mqtt=mqtt,
-            repeats=repeats,
-        )
+        if resolution:
+            from edge.resolution_bench import run_resolution_bench
+
+            shared_dir = os.environ.get("SITESENTRY_SHARED") or REPO_ROOT.parent / "shared"
+            shared = Path(shared_dir) / "videos/hardhat-workers.mp4"
+            videos = [video] + ([shared] if shared.is_file() else [])
+            results = run_resolution_bench(videos, model, frames or 12)
+        else:
+            results = run_bench(
+                video=video,
+                model=model,
+                frames=frames or 150,
+                reference=reference,
+                weights=weights,
+                mqtt=mqtt,
+                repeats=repeats,
+            )
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     text = json.dumps(results, indent=2)

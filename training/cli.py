@@ -375,7 +375,8 @@ def eval_command(
 
             site = load_config(config)
             model_config, rules = site.model, site.rules
-            overlap = next((c.tiling.overlap for c in site.cameras if c.tiling.enabled), overlap)
+            grids = [c.detect.tiling for c in site.cameras if not isinstance(c.detect.tiling, str)]
+            overlap = grids[0].overlap if grids else overlap
         slices = _tiling(tiling, overlap) if tiling is not None else None
         if engine is not None:
             changes = {"type": "tensorrt", "engine_precision": engine, "calibration": calibration}

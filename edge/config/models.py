@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from contract.ids import Identifier
 from edge.alarms import AlarmHookConfig
@@ -115,7 +124,9 @@ class CameraRules(Strict):
 
 
 class TilingConfig(Strict):
-    """SAHI-style slicing for wide views where workers are tiny: slices plus the full frame, merged by NMS."""
+    """SAHI-style slicing for wide views where workers are tiny: slices plus the full frame, merged by NMS.
+
+    The older spelling of `cameras[].detect.tiling`, still read (carried over when a camera sets it)."""
 
     enabled: bool = Field(
         False, description="Run the detector on overlapping slices as well as the full frame."
@@ -123,6 +134,73 @@ class TilingConfig(Strict):
     rows: int = Field(2, ge=1, le=8, description="Slices vertically.")
     cols: int = Field(2, ge=1, le=8, description="Slices horizontally.")
     overlap: float = Field(0.2, ge=0, lt=0.5, description="Overlap between neighbouring slices, as a share.")
+
+
+#: Bounds of `cameras[].detect.input` (pixels, long side of the model input).
+MIN_DETECT_INPUT, MAX_DETECT_INPUT = 160, 4096
+#: The detector's stride: every model input side is a multiple of it (YOLOv8's largest feature map step).
+INPUT_STRIDE = 32
+
+
+class TileGrid(Strict):
+    """A slicing of the frame: rows x cols overlapping slices, each detected as well as the full frame."""
+
+    rows: int = Field(2, ge=1, le=8, description="Slices vertically.")
+    cols: int = Field(2, ge=1, le=8, description="Slices horizontally.")
+    overlap: float = Field(0.2, ge=0, lt=0.5, description="Overlap between neighbouring slices, as a share.")
+
+
+class DetectConfig(Strict):
+    """At what resolution one camera's frames are detected: the model input size, and slicing.
+
+    `auto` is resolved when the first frame arrives, from its size, by the rule in
+    `edge/detections/resolution.py` (docs/cameras.md), and logged; `sitesentry camera check` measures the
+    options on the camera's own frames.
+    """
+
+    input: Literal["auto"] | int = Field(
+        "auto",
+        description="Long side of the model input in pixels, a multiple of 32 (e.g. 640), at most the frame's"
+        " own size (larger is capped to it); auto: picked from the frame size (docs/cameras.md).",
+    )
+    tiling: Literal["auto", "off"] | TileGrid = Field(
+        "auto",
+        description="Detect overlapping slices as well as the full frame: {rows, cols, overlap}, off, or auto"
+        " (slices only where the model cannot take a larger input: docs/cameras.md).",
+    )
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input_size(cls, value: object) -> object:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected auto or a size in pixels such as 640, not {value!r}")
+        if not MIN_DETECT_INPUT <= value <= MAX_DETECT_INPUT or value % INPUT_STRIDE:
+            raise ValueError(
+                f"{value} px: the model input's long side must be a multiple of {INPUT_STRIDE} from"
+                f" {MIN_DETECT_INPUT} to {MAX_DETECT_INPUT} (e.g. 416, 640, 960, 1280)"
+            )
+        return value
+
+    @field_validator("tiling", mode="before")
+    @classmethod
+    def _tiling_word(cls, value: object) -> object:
+        if value is False:  # YAML 1.1 reads a bare `off` as false
+            return "off"
+        if isinstance(value, str) and value not in ("auto", "off"):
+            raise ValueError(f"expected auto, off or {{rows, cols, overlap}}, not {value!r}")
+        if isinstance(value, dict):
+            # Validated here so an error names `tiling: rows` rather than every branch of the union.
+            try:
+                return TileGrid.model_validate(value)
+            except ValidationError as exc:
+                first = exc.errors(include_url=False)[0]
+                where = ".".join(str(part) for part in first["loc"])
+                raise ValueError(f"{where}: {first['msg']}" if where else first["msg"]) from None
+        if not isinstance(value, str | TileGrid):
+            raise ValueError(f"expected auto, off or {{rows, cols, overlap}}, not {value!r}")
+        return value
 
 
 class CameraConfig(Strict):
@@ -147,7 +225,11 @@ class CameraConfig(Strict):
     zones: list[ZoneConfig] = Field(default_factory=list, description="Danger and PPE zones in this view.")
     rules: CameraRules = Field(default_factory=CameraRules, description="Overrides of the site-wide rules.")
     tiling: TilingConfig = Field(
-        default_factory=TilingConfig, description="Slicing for small, distant workers."
+        default_factory=TilingConfig,
+        description="Older spelling of `detect.tiling` (enabled: true -> its rows x cols; false -> off).",
+    )
+    detect: DetectConfig = Field(
+        default_factory=DetectConfig, description="Detector input size and slicing for this view."
     )
     decoder: Literal["software", "nvv4l2"] = Field(
         "software",
@@ -190,6 +272,20 @@ class CameraConfig(Strict):
             if zone.id in seen:
                 raise ValueError(f"zone id {zone.id!r} is used twice")
             seen.add(zone.id)
+        return self
+
+    @model_validator(mode="after")
+    def _older_tiling(self) -> CameraConfig:
+        """Carry an older `tiling:` section into `detect.tiling`, so the runtime reads one place."""
+        if "tiling" not in self.model_fields_set:
+            return self
+        if "tiling" in self.detect.model_fields_set:
+            raise ValueError("tiling is set twice: keep detect.tiling and remove the older `tiling:` section")
+        old = self.tiling
+        grid: TileGrid | Literal["off"] = (
+            TileGrid(rows=old.rows, cols=old.cols, overlap=old.overlap) if old.enabled else "off"
+        )
+        self.detect = self.detect.model_copy(update={"tiling": grid})
         return self
 
 

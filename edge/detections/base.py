@@ -33,15 +33,31 @@ class Detector(Protocol):
 
     info: ModelInfo
 
+    @property
+    def dynamic_input(self) -> bool:
+        """True when the model takes any stride-aligned input size (a camera may ask for another)."""
+        ...
+
+    @property
+    def stride(self) -> int:
+        """The model's largest stride: every input side is a multiple of it."""
+        ...
+
     def detect(self, image: np.ndarray) -> Detections:
         """Detect objects in one BGR image."""
         ...
 
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detect objects in several BGR images, batched when the model allows."""
+    def detect_batch(self, images: Sequence[np.ndarray], long_side: int | None = None) -> list[Detections]:
+        """Detect objects in several BGR images, batched when the model allows, at an input of long_side."""
         ...
 
-    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Any]]:
+    def input_size(self, images: Sequence[np.ndarray], long_side: int | None = None) -> tuple[int, int]:
+        """The model input (height, width) these images would be letterboxed into."""
+        ...
+
+    def preprocess(
+        self, images: Sequence[np.ndarray], long_side: int | None = None
+    ) -> tuple[np.ndarray, list[Any]]:
         """Turn images into the model's input batch, plus what is needed to map boxes back."""
         ...
 

@@ -34,6 +34,7 @@ from edge.detections.engine_cache import (
     sha256_files,
     write_engine,
 )
+from edge.detections.resolution import AUTO_MAX_INPUT
 from edge.detections.yolo import YoloDetector, read_model_info
 
 log = logging.getLogger(__name__)
@@ -155,10 +156,13 @@ def input_profile(
     imgsz: tuple[int, int], dynamic_batch: bool, dynamic_hw: bool, max_batch: int, stride: int
 ) -> InputProfile:
     """The optimisation profile: batch 1..max_batch (opt = max_batch, the multi-camera case) and, for a
-    dynamic-shape model, any stride-aligned letterbox up to imgsz (opt = imgsz)."""
+    dynamic-shape model, any stride-aligned input up to the largest a camera's `detect.input: auto` picks
+    (AUTO_MAX_INPUT square; opt = imgsz, the size the model was trained at)."""
     batch = max_batch if dynamic_batch else 1
-    min_hw = (stride, stride) if dynamic_hw else imgsz
-    return InputProfile(1, batch, batch, min_hw, imgsz, imgsz)
+    if not dynamic_hw:
+        return InputProfile(1, batch, batch, imgsz, imgsz, imgsz)
+    top = max(AUTO_MAX_INPUT, *imgsz)
+    return InputProfile(1, batch, batch, (stride, stride), imgsz, (top, top))
 
 
 class _Logger:
@@ -300,6 +304,7 @@ class TensorRtDetector(YoloDetector):
         dynamic_hw = not all(isinstance(d, int) for d in input_shapes[0][2:])
         stride = int(meta.get("stride", 32))
         self.profile = input_profile(info.imgsz, info.batch is None, dynamic_hw, max_batch, stride)
+        self._capped: set[int] = set()  # detect.input values already warned about
         self.precision = precision
         self._logger = _Logger(trt)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -415,6 +420,21 @@ class TensorRtDetector(YoloDetector):
         self._out_host, self._out_dev, self._out_view = self._alloc(out_bytes, "the output batch")
         self._context.set_tensor_address(self._input, self._in_dev)
         self._context.set_tensor_address(self._output, self._out_dev)
+
+    def input_size(self, images: Sequence[np.ndarray], long_side: int | None = None) -> tuple[int, int]:
+        """The shared rule's input size, a camera's `detect.input` capped at the profile's largest."""
+        if long_side is not None and long_side > min(self.profile.max_hw):
+            if long_side not in self._capped:
+                self._capped.add(long_side)
+                log.warning(
+                    "%s: detect.input %d px is above the engine profile's %d px; using %d px",
+                    self.path,
+                    long_side,
+                    min(self.profile.max_hw),
+                    min(self.profile.max_hw),
+                )
+            long_side = min(self.profile.max_hw)
+        return super().input_size(images, long_side)
 
     def _run(self, blob: np.ndarray) -> np.ndarray:
         cudart, stream = self._cudart, self._stream

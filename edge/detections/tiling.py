@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.config.models import TilingConfig
+from edge.config.models import TileGrid, TilingConfig
 from edge.dataflow import Detections
 from edge.detections.base import Detector
 from edge.detections.boxes import merge
@@ -29,8 +29,17 @@ def tile_windows(
 CUT_MARGIN_PX = 2.0
 
 
-def detect_tiled(detector: Detector, image: np.ndarray, tiling: TilingConfig, iou: float) -> Detections:
+def detect_tiled(
+    detector: Detector,
+    image: np.ndarray,
+    tiling: TileGrid | TilingConfig,
+    iou: float,
+    long_side: int | None = None,
+) -> Detections:
     """Detect on the full frame and every tile in one batch; map tile boxes back and merge duplicates.
+
+    Every pass runs at an input of long_side (default: the model's own size), so a slice magnifies by
+    about `cols` over the full frame.
 
     A tile box that touches an edge where the tile cuts the frame is dropped: it is a piece of something
     larger (a worker's upper half), which NMS cannot match to the whole (their IoU is low) and which the
@@ -39,7 +48,7 @@ def detect_tiled(detector: Detector, image: np.ndarray, tiling: TilingConfig, io
     h, w = image.shape[:2]
     windows = tile_windows(w, h, tiling.rows, tiling.cols, tiling.overlap)
     crops = [image] + [image[y1:y2, x1:x2] for x1, y1, x2, y2 in windows]
-    results = detector.detect_batch(crops)
+    results = detector.detect_batch(crops, long_side)
     parts = [results[0]]
     for (x1, y1, x2, y2), det in zip(windows, results[1:], strict=True):
         shifted = det.xyxy + np.array([x1, y1, x1, y1], np.float32)

@@ -13,6 +13,7 @@ import numpy as np
 from edge.dataflow import Detections
 from edge.detections.base import ModelError, ModelInfo
 from edge.detections.boxes import Letterbox, decode, letterbox, threshold_vector, to_blob
+from edge.detections.resolution import fit_input
 
 #: An input or output shape as a backend reports it: ints where fixed, anything else (None, a name) where not.
 Shape = Sequence[object]
@@ -103,12 +104,26 @@ class YoloDetector:
         """Run the model on a prepared batch (each backend implements it)."""
         raise NotImplementedError
 
-    def input_size(self, images: Sequence[np.ndarray]) -> tuple[int, int]:
+    @property
+    def dynamic_input(self) -> bool:
+        """True when the model takes any stride-aligned input size (so a camera may ask for a larger one)."""
+        return self._dynamic_hw
+
+    @property
+    def stride(self) -> int:
+        """The model's largest stride: every input side is a multiple of it."""
+        return self._stride
+
+    def input_size(self, images: Sequence[np.ndarray], long_side: int | None = None) -> tuple[int, int]:
         """Pick the input (h, w): the model's fixed size, or for a dynamic-shape model the smallest
-        stride-aligned rectangle that holds every image scaled to fit imgsz (4:3 video: 416x320, not 416x416).
+        stride-aligned rectangle that holds every image scaled to fit imgsz (4:3 video: 416x320, not 416x416),
+        or to fit a long_side x long_side square when one is given (a camera's `detect.input`).
         """
         if not self._dynamic_hw:
             return self.info.imgsz
+        if long_side is not None:
+            sizes = [fit_input(im.shape[1], im.shape[0], long_side, self._stride) for im in images]
+            return max(h for h, _ in sizes), max(w for _, w in sizes)
         h_max, w_max = self.info.imgsz
         out_h = out_w = 0
         for image in images:
@@ -118,9 +133,11 @@ class YoloDetector:
             out_w = max(out_w, math.ceil(round(w0 * gain) / self._stride) * self._stride)
         return min(out_h, h_max), min(out_w, w_max)
 
-    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
-        """Letterbox and stack images into the model's input tensor."""
-        size = self.input_size(images)
+    def preprocess(
+        self, images: Sequence[np.ndarray], long_side: int | None = None
+    ) -> tuple[np.ndarray, list[Letterbox]]:
+        """Letterbox and stack images into the model's input tensor (sized by input_size)."""
+        size = self.input_size(images, long_side)
         boxed = [letterbox(image, size) for image in images]
         return to_blob([b[0] for b in boxed], self._input_dtype), [b[1] for b in boxed]
 
@@ -136,9 +153,10 @@ class YoloDetector:
         """Detect objects in one BGR image."""
         return self.detect_batch([image])[0]
 
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detect objects in several BGR images in one inference when the model has a dynamic batch axis."""
+    def detect_batch(self, images: Sequence[np.ndarray], long_side: int | None = None) -> list[Detections]:
+        """Detect objects in several BGR images in one inference when the model has a dynamic batch axis;
+        long_side: the input's long side for a dynamic-shape model (default: the model's own size)."""
         if not images:
             return []
-        blob, boxes = self.preprocess(images)
+        blob, boxes = self.preprocess(images, long_side)
         return self.postprocess(self.infer(blob), boxes)

@@ -33,6 +33,7 @@ from edge.detections.engine_cache import (
     write_engine,
 )
 from edge.detections.onnxrt import OnnxDetector
+from edge.detections.resolution import AUTO_MAX_INPUT
 from edge.detections.select import HostFacts, LibraryFact, choose_backend, nvidia_device, probe_host
 from edge.detections.tensorrt_backend import input_profile, onnx_description
 from edge.labels import CLASS_NAMES
@@ -120,7 +121,7 @@ def test_nvidia_device_files_are_what_shows_a_gpu(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- engine cache keys
 
 
-PROFILE = InputProfile(1, 4, 4, (32, 32), (416, 416), (416, 416))
+PROFILE = InputProfile(1, 4, 4, (32, 32), (416, 416), (AUTO_MAX_INPUT, AUTO_MAX_INPUT))
 KEY = EngineKey(
     gpu_name="Orin",
     gpu_uuid="GPU-0b1c2d3e-0000-1111-2222-333344445555",
@@ -148,7 +149,7 @@ def test_the_cache_key_changes_with_every_ingredient() -> None:
     digests = {KEY.digest()} | {dataclasses.replace(KEY, **{k: v}).digest() for k, v in variants.items()}
     assert len(digests) == len(variants) + 1
     assert KEY.digest() == dataclasses.replace(KEY).digest()  # stable: same ingredients, same engine
-    assert dataclasses.replace(KEY, profile=InputProfile(1, 4, 4, (32, 32), (416, 416), (416, 416))) == KEY
+    assert dataclasses.replace(KEY, profile=PROFILE) == KEY
     path = engine_path(Path("/cache"), MODEL, KEY)
     assert path.name == f"model-fp16-{KEY.digest()[:16]}.engine"
 
@@ -213,9 +214,11 @@ def test_engines_without_a_matching_key_file_or_with_other_bytes_are_refused(tmp
 
 def test_the_input_profile_spans_one_camera_to_max_batch_and_letterboxed_sizes() -> None:
     dynamic = input_profile((416, 416), dynamic_batch=True, dynamic_hw=True, max_batch=8, stride=32)
-    assert dynamic.shapes() == ((1, 3, 32, 32), (8, 3, 416, 416), (8, 3, 416, 416))
-    assert dynamic.admits((1, 3, 256, 416)) and dynamic.admits((8, 3, 416, 416))
-    assert not dynamic.admits((9, 3, 416, 416)) and not dynamic.admits((1, 3, 448, 416))
+    # Up to the largest input `detect.input: auto` picks, so a wide camera's 640 or 1280 px input runs.
+    top = AUTO_MAX_INPUT
+    assert dynamic.shapes() == ((1, 3, 32, 32), (8, 3, 416, 416), (8, 3, top, top))
+    assert dynamic.admits((1, 3, 256, 416)) and dynamic.admits((8, 3, 384, 640))
+    assert not dynamic.admits((9, 3, 416, 416)) and not dynamic.admits((1, 3, top + 32, 416))
     fixed = input_profile((640, 640), dynamic_batch=False, dynamic_hw=False, max_batch=8, stride=32)
     assert fixed.shapes() == ((1, 3, 640, 640),) * 3
 

@@ -28,7 +28,7 @@ from edge.config.models import ModelConfig, RulesConfig, TilingConfig
 from edge.dataflow import Detections
 from edge.labels import CLASS_NAMES, PERSON
 from training.datasets.model import ClassMapping, LabelledImage
-from training.datasets.yolo import read_yolo
+from training.datasets.yolo import read_yolo, split_folders
 from training.metrics import (
     DetectionAccumulator,
     box_iou,
@@ -386,9 +386,15 @@ def evaluate(
             )
     dataset = read_yolo(Path(data), mapping)
     images = [img for img in dataset.images if img.split == _SPLITS[split]][:limit]
+    notes = []
+    if not images:
+        # `train:` and `val:` naming one folder (an evaluation-only set) were read once, as train.
+        folder = split_folders(Path(data)).get(_SPLITS[split])
+        images = [img for img in dataset.images if folder and img.path.parent.resolve() == folder][:limit]
+        if images:
+            notes.append(f"the {split!r} split shares its folder {folder} with another split")
     if not images:
         raise ValueError(f"{data}: no images in the {split!r} split")
-    notes = []
     if dataset.problems:
         notes.append(
             f"{len(dataset.problems)} problem(s) reading {data}; `sitesentry dataset validate` lists them"

@@ -39,7 +39,6 @@ from edge.frames.reader import RateCap
 from edge.frames.sources import open_source
 from edge.labels import PERSON
 from edge.pipeline import CameraPipeline
-from edge.violations.ppe import assign_ppe
 from training.video_truth import PixelBox, VideoTruth, check_video
 
 log = logging.getLogger(__name__)
@@ -56,8 +55,8 @@ EPOCH = 1_767_578_400.0  # 2026-01-05 02:00 UTC
 PPE_ITEMS = {"helmet": Rule.NO_HELMET, "vest": Rule.NO_VEST}
 #: Where the per-track PPE state of the report comes from; replaced when the pipeline keeps its own.
 PPE_STATE_SOURCE = (
-    "assign_ppe per frame: undetermined = person shorter than rules.min_person_px, or the item unseen"
-    " with missing_when_unseen off"
+    "the pipeline's per-track evidence (edge/violations/ppe_evidence.py) over rules.ppe_window_s:"
+    " undetermined = neither missing nor worn by the evidence (too small, unseen, contradictory, too new)"
 )
 
 
@@ -110,22 +109,13 @@ class PipelineRun:
 
 def ppe_judgements(pipeline: CameraPipeline, result: FrameResult) -> dict[int, dict[str, str]]:
     """Per track in this frame: is each required PPE item worn, missing, or undetermined by the pipeline."""
-    if not result.tracks:
-        return {}
-    rules = pipeline.engine.rules
-    persons = np.array([t.xyxy for t in result.tracks], np.float32)
-    statuses = assign_ppe(persons, result.detections, rules)
+    judged = pipeline.engine.ppe  # the rules' own per-track verdicts for the frame just stepped
     out: dict[int, dict[str, str]] = {}
-    for track, status in zip(result.tracks, statuses, strict=True):
-        states = {}
-        for item in PPE_ITEMS:
-            box = status.head_box if item == "helmet" else status.torso_box
-            missing = status.helmet_missing if item == "helmet" else status.vest_missing
-            if not status.judged or (box is None and not rules.missing_when_unseen):
-                states[item] = "undetermined"
-            else:
-                states[item] = "missing" if missing else "worn"
-        out[track.track_id] = states
+    for track in result.tracks:
+        items = judged.get(track.track_id, {})  # only required items are judged
+        out[track.track_id] = {
+            item: str(items[item].verdict) if item in items else "undetermined" for item in PPE_ITEMS
+        }
     return out
 
 
@@ -242,7 +232,10 @@ def _settings(camera: CameraConfig, rules: RulesConfig, model: ModelConfig, dete
                 "min_share",
                 "end_after_s",
                 "cooldown_s",
-                "missing_when_unseen",
+                "ppe_window_s",
+                "ppe_min_absent_share",
+                "ppe_absent_confidence",
+                "ppe_absent_dominance",
                 "min_person_px",
                 "max_new_events_per_min",
             }

@@ -117,7 +117,9 @@ class CameraRules(Strict):
     ppe_absent_confidence: float | None = Field(
         None, ge=0, lt=1, description="Override of rules.ppe_absent_confidence."
     )
-    ppe_absent_dominance: float | None = Field(None, ge=1, description="Override of rules.ppe_absent_dominance.")
+    ppe_absent_dominance: float | None = Field(
+        None, ge=1, description="Override of rules.ppe_absent_dominance."
+    )
 
 
 class TilingConfig(Strict):

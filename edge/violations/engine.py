@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
 import numpy as np
@@ -17,6 +18,7 @@ from edge.violations.zones import Zone
 log = logging.getLogger(__name__)
 
 PPE_RULES = {"helmet": Rule.NO_HELMET, "vest": Rule.NO_VEST}
+PPE_ITEMS = tuple(PPE_RULES)
 
 
 def effective_rules(camera: CameraConfig, site_rules: RulesConfig) -> RulesConfig:
@@ -92,7 +94,12 @@ class RuleEngine:
         return tuple(out)
 
     def _ppe_violations(
-        self, item: str, zone: str | None, tracks: tuple[Track, ...], ppe: dict[int, dict[str, TrackPPE]], which
+        self,
+        item: str,
+        zone: str | None,
+        tracks: tuple[Track, ...],
+        ppe: dict[int, dict[str, TrackPPE]],
+        which: Iterable[int],
     ) -> list[Violation]:
         """A violation for each track whose evidence over the window says the item is missing."""
         rule = PPE_RULES[item]

@@ -66,7 +66,10 @@ class EvidenceRule:
     def from_rules(cls, rules: RulesConfig) -> EvidenceRule:
         """Take the parameters from (effective) rules."""
         return cls(
-            rules.ppe_window_s, rules.ppe_min_absent_share, rules.ppe_absent_confidence, rules.ppe_absent_dominance
+            rules.ppe_window_s,
+            rules.ppe_min_absent_share,
+            rules.ppe_absent_confidence,
+            rules.ppe_absent_dominance,
         )
 
 
@@ -117,7 +120,7 @@ class EvidenceStats:
     """Counts for metrics: tracked persons now, and ended tracks, by item and verdict."""
 
     now: Counter[tuple[str, Verdict]] = field(default_factory=Counter)
-    # Ended tracks by the strongest verdict they reached: missing, else worn, else undetermined (never judged).
+    # Ended tracks by the strongest verdict they reached: missing, else worn, else undetermined (never judged)
     ended: Counter[tuple[str, Verdict]] = field(default_factory=Counter)
 
 
@@ -205,7 +208,12 @@ class PPEEvidence:
 
 def _relative(box: Box, person: Box) -> Box:
     w, h = max(person[2] - person[0], 1e-6), max(person[3] - person[1], 1e-6)
-    return ((box[0] - person[0]) / w, (box[1] - person[1]) / h, (box[2] - person[0]) / w, (box[3] - person[1]) / h)
+    return (
+        (box[0] - person[0]) / w,
+        (box[1] - person[1]) / h,
+        (box[2] - person[0]) / w,
+        (box[3] - person[1]) / h,
+    )
 
 
 def _absolute(box: Box, person: Box) -> Box:

@@ -32,9 +32,7 @@ FPS = 5
 def sightings(pattern: str, confidence: float = 0.8, fps: float = FPS) -> list[Observation]:
     """One observation per character: H item, x absence, . unseen, s too small; one frame each."""
     kinds = {"H": Seen.ITEM, "x": Seen.ABSENCE, ".": Seen.UNSEEN, "s": Seen.TOO_SMALL}
-    return [
-        Observation(i / fps, kinds[c], confidence if c in "Hx" else 0.0) for i, c in enumerate(pattern)
-    ]
+    return [Observation(i / fps, kinds[c], confidence if c in "Hx" else 0.0) for i, c in enumerate(pattern)]
 
 
 def verdict(pattern: str, confidence: float = 0.8) -> Verdict:

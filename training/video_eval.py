@@ -7,11 +7,14 @@ control). It records each analysed frame's tracks and each event. `score` then c
 truth file (training/video_truth.py); matching rules are in docs/video-eval.md and summarised here:
 
 - per analysed frame, labelled persons and tracks are paired one-to-one by box IoU >= MATCH_IOU;
-- an event belongs to the labelled person its track(s) were paired with most often while it was open;
-- an event is a catch when that person's labelled violation (zone interval, missing helmet, missing vest)
-  overlaps the event's decision window [start, alert] widened by TOLERANCE_S; the first catch of a
-  labelled violation counts, later ones are duplicates; an event on a person whose state was labelled
-  unknown throughout is "on unknown"; every other event is a false alert.
+- an event belongs to the labelled person its track(s) were paired with most often in its decision window
+  (from the first sighting to the alert);
+- an event catches every labelled violation of that person and rule (zone interval, missing helmet, missing
+  vest) that its life [start, end] overlaps, widened by TOLERANCE_S; the first alert on a labelled
+  violation counts, with its delay from the labelled start (0 when an alert was already open); an event
+  that catches nothing new is a duplicate; an event on a person whose state was labelled unknown is "on
+  unknown"; an event raised in an ignored stretch that catches nothing is left out; every other event is
+  a false alert.
 
 Nothing here imports torch or ultralytics: it runs wherever `sitesentry run` runs.
 """
@@ -288,6 +291,7 @@ class Outcome:
     labelled: int = 0
     caught: int = 0
     missed: int = 0
+    missed_shorter_than_debounce: int = 0  # labelled violations briefer than rules.debounce_s: never alerted
     time_to_alert_s: list[float] = field(default_factory=list)
     missed_list: list[dict[str, Any]] = field(default_factory=list)
 
@@ -298,6 +302,7 @@ class Outcome:
             "labelled": self.labelled,
             "caught": self.caught,
             "missed": self.missed,
+            "missed_shorter_than_debounce": self.missed_shorter_than_debounce,
             "recall": round(self.caught / self.labelled, 3) if self.labelled else None,
             "time_to_alert_s": {
                 "mean": round(float(np.mean(delays)), 2) if delays else None,
@@ -320,7 +325,8 @@ def labelled_violations(truth: VideoTruth, require: Iterable[str], analysed_unti
         for item in require:
             for start, end in person.intervals(lambda s, i=item: getattr(s, i) == "missing", gap):  # type: ignore[misc]
                 out.append(Labelled(person.id, str(PPE_ITEMS[item]), None, start, end))
-    return [v for v in out if v.start_s < analysed_until]
+    kept = [v for v in out if v.start_s < analysed_until]
+    return [v for v in kept if truth.scored_s(v.end_s) - truth.scored_s(v.start_s) > 0]
 
 
 def _state(truth: VideoTruth, person: str, rule: str, zone: str | None, t: float) -> str | None:
@@ -338,7 +344,8 @@ def _state(truth: VideoTruth, person: str, rule: str, zone: str | None, t: float
 def score(truth: VideoTruth, run: PipelineRun, require: Iterable[str]) -> dict[str, Any]:
     """Compare a pipeline run with the labels; return the report (docs/video-eval.md explains each figure)."""
     require = [item for item in require if item in PPE_ITEMS]
-    pairs = [pair_frame(truth, frame) for frame in run.frames]
+    # Ignored stretches: no pairing there, so their frames count for nothing and vote for no one.
+    pairs = [{} if truth.ignored(frame.t) else pair_frame(truth, frame) for frame in run.frames]
     labelled = labelled_violations(truth, require, run.duration_s)
     outcomes: dict[str, Outcome] = defaultdict(Outcome)
     for v in labelled:
@@ -348,18 +355,22 @@ def score(truth: VideoTruth, run: PipelineRun, require: Iterable[str]) -> dict[s
     false_alerts: list[dict[str, Any]] = []
     event_rows = []
     for event in sorted(run.events, key=lambda e: e.alert_s):
-        person = _event_person(event, run, pairs)
-        verdict, hit = _judge(event, person, labelled, truth)
-        if verdict == "caught" and hit is not None:
-            if hit in caught:
-                verdict = "duplicate"
-            else:
-                caught[hit] = event.alert_s - hit.start_s
+        end = event.end_s if event.end_s is not None else run.duration_s
+        person = _event_person(event, run, pairs, end)
+        verdict, hits = _judge(event, person, labelled, truth, end)
+        new = [v for v in hits if v not in caught]
+        for v in new:  # an alert already open when the labelled violation starts has no delay
+            caught[v] = max(0.0, event.alert_s - v.start_s)
+        if verdict == "caught" and not new:
+            verdict = "duplicate"
+        if verdict in ("on_unknown", "false_alert") and truth.ignored(event.alert_s):
+            verdict = "ignored"
         kinds[verdict] += 1
         row = asdict(event) | {"person": person, "verdict": verdict}
         event_rows.append(row)
         if verdict == "false_alert":
             false_alerts.append({k: row[k] for k in ("rule", "zone", "start_s", "alert_s", "person")})
+    debounce = float(run.settings.get("rules", {}).get("debounce_s", 0.0))
     for v in labelled:
         outcome = outcomes[v.rule]
         if v in caught:
@@ -367,16 +378,19 @@ def score(truth: VideoTruth, run: PipelineRun, require: Iterable[str]) -> dict[s
             outcome.time_to_alert_s.append(caught[v])
         else:
             outcome.missed += 1
+            outcome.missed_shorter_than_debounce += v.end_s - v.start_s < debounce
             outcome.missed_list.append(
                 {"person": v.person, "zone": v.zone, "start_s": v.start_s, "end_s": v.end_s}
             )
-    hours = run.duration_s / 3600.0
+    scored_s = truth.scored_s(run.duration_s)
+    hours = scored_s / 3600.0
     rules = [str(Rule.ZONE_ENTRY)] + [str(PPE_ITEMS[i]) for i in require]
     by_rule = Counter(f["rule"] for f in false_alerts)
     return {
         "video": run.video,
         "truth_sha256": truth.sha256,
         "duration_s": round(run.duration_s, 2),
+        "scored_s": round(scored_s, 2),
         "analysed_frames": len(run.frames),
         "analysed_fps": round(len(run.frames) / run.duration_s, 2) if run.duration_s else 0.0,
         "wall_s": round(run.wall_s, 1),
@@ -395,6 +409,7 @@ def score(truth: VideoTruth, run: PipelineRun, require: Iterable[str]) -> dict[s
             "caught": kinds["caught"],
             "duplicates": kinds["duplicate"],
             "on_unknown": kinds["on_unknown"],
+            "in_ignored_stretch": kinds["ignored"],
             "false_alerts": kinds["false_alert"],
             "suppressed_by_flood_control": run.suppressed_by_flood_control,
         },
@@ -404,34 +419,44 @@ def score(truth: VideoTruth, run: PipelineRun, require: Iterable[str]) -> dict[s
     }
 
 
-def _event_person(event: EventSeen, run: PipelineRun, pairs: list[dict[int, str]]) -> str | None:
-    """The labelled person the event's tracks were paired with most often while it was open."""
-    end = event.end_s if event.end_s is not None else run.duration_s
-    votes: Counter[str] = Counter()
-    for frame, paired in zip(run.frames, pairs, strict=True):
-        if event.start_s - 1e-6 <= frame.t <= end + 1e-6:
-            for track_id in event.track_ids:
-                if track_id in paired:
-                    votes[paired[track_id]] += 1
-    return votes.most_common(1)[0][0] if votes else None
+def _event_person(event: EventSeen, run: PipelineRun, pairs: list[dict[int, str]], end: float) -> str | None:
+    """The labelled person the alert was raised on: the one its tracks were paired with most often in the
+    decision window [start, alert]; when nothing was paired there (ignored), over the event's whole life."""
+    for lo, hi in ((event.start_s, event.alert_s), (event.start_s, end)):
+        votes: Counter[str] = Counter()
+        for frame, paired in zip(run.frames, pairs, strict=True):
+            if lo - 1e-6 <= frame.t <= hi + 1e-6:
+                for track_id in event.track_ids:
+                    if track_id in paired:
+                        votes[paired[track_id]] += 1
+        if votes:
+            return votes.most_common(1)[0][0]
+    return None
 
 
 def _judge(
-    event: EventSeen, person: str | None, labelled: list[Labelled], truth: VideoTruth
-) -> tuple[str, Labelled | None]:
-    """Classify one event: caught (with the labelled violation), on_unknown, or false_alert."""
+    event: EventSeen, person: str | None, labelled: list[Labelled], truth: VideoTruth, end: float
+) -> tuple[str, list[Labelled]]:
+    """Classify one event: caught (with the labelled violations its life overlaps), on_unknown or false."""
     if person is None:
-        return "false_alert", None
-    lo, hi = event.start_s - TOLERANCE_S, event.alert_s + TOLERANCE_S
-    for v in labelled:
-        if v.person == person and v.rule == event.rule and (v.zone == event.zone or v.zone is None):
-            if v.start_s <= hi and v.end_s >= lo:
-                return "caught", v
+        return "false_alert", []
+    lo, hi = event.start_s - TOLERANCE_S, end + TOLERANCE_S
+    hits = [
+        v
+        for v in labelled
+        if v.person == person
+        and v.rule == event.rule
+        and (v.zone == event.zone or v.zone is None)
+        and v.start_s <= hi
+        and v.end_s >= lo
+    ]
+    if hits:
+        return "caught", hits
     times = np.arange(event.start_s, event.alert_s + 1e-6, 1.0 / truth.fps)
     states = {_state(truth, person, event.rule, event.zone, float(t)) for t in times} - {None}
     if event.rule != str(Rule.ZONE_ENTRY) and states and states <= {"unknown", "ok"} and "unknown" in states:
-        return "on_unknown", None
-    return "false_alert", None
+        return "on_unknown", []
+    return "false_alert", []
 
 
 def _undetermined(
@@ -444,6 +469,8 @@ def _undetermined(
     for item in require:
         counts: Counter[str] = Counter()
         for frame, paired in zip(run.frames, pairs, strict=True):
+            if truth.ignored(frame.t):
+                continue
             by_person = {person: track for track, person in paired.items()}
             tracks = {t.track_id: t for t in frame.tracks}
             for person, span, _ in truth.visible_at(frame.t):
@@ -466,13 +493,15 @@ def _undetermined(
 
 def _persons(truth: VideoTruth, run: PipelineRun, pairs: list[dict[int, str]]) -> dict[str, Any]:
     """Mean persons per analysed frame: labelled, detected (before tracking), tracked, and paired."""
-    n = len(run.frames) or 1
-    labelled = sum(len(truth.visible_at(f.t)) for f in run.frames)
+    frames = [f for f in run.frames if not truth.ignored(f.t)]
+    n = len(frames) or 1
+    labelled = sum(len(truth.visible_at(f.t)) for f in frames)
     paired = sum(len(p) for p in pairs)
     return {
+        "frames": len(frames),
         "labelled": round(labelled / n, 2),
-        "detected": round(sum(f.persons_detected for f in run.frames) / n, 2),
-        "tracked": round(sum(len(f.tracks) for f in run.frames) / n, 2),
+        "detected": round(sum(f.persons_detected for f in frames) / n, 2),
+        "tracked": round(sum(len(f.tracks) for f in frames) / n, 2),
         "paired": round(paired / n, 2),
         "recall": round(paired / labelled, 3) if labelled else None,
     }

@@ -93,6 +93,20 @@ class Span(_Strict):
         return frames[-1].box
 
 
+class Ignored(_Strict):
+    """A stretch of video left out of the evaluation (a whip pan, a cut to a close-up of hands)."""
+
+    start_s: float = Field(ge=0, description="Start, seconds.")
+    end_s: float = Field(description="End, seconds (inclusive).")
+    reason: str = Field(min_length=1, description="Why no person can be labelled here.")
+
+    @model_validator(mode="after")
+    def _times(self) -> Ignored:
+        if self.end_s <= self.start_s:
+            raise ValueError(f"end_s {self.end_s:g} must be after start_s {self.start_s:g}")
+        return self
+
+
 class Person(_Strict):
     """One labelled person and the spans in which they are visible."""
 
@@ -144,10 +158,17 @@ class VideoTruth(_Strict):
         default_factory=list, description="Zones drawn for the evaluation (the camera zone schema)."
     )
     persons: list[Person] = Field(default_factory=list, description="Every person labelled in the video.")
+    ignore: list[Ignored] = Field(
+        default_factory=list,
+        description="Stretches not scored: no frame, event or labelled violation in them counts.",
+    )
     recipe: str | None = Field(None, description="How the labels were made and checked.")
 
     @model_validator(mode="after")
     def _consistent(self) -> VideoTruth:
+        stretches = sorted((r.start_s, r.end_s) for r in self.ignore)
+        if any(b[0] < a[1] for a, b in zip(stretches, stretches[1:], strict=False)):
+            raise ValueError("ignore: stretches overlap")
         zone_ids = [z.id for z in self.zones]
         if len(set(zone_ids)) != len(zone_ids):
             raise ValueError("zones: a zone id is used twice")
@@ -172,6 +193,15 @@ class VideoTruth(_Strict):
                     ):
                         raise ValueError(f"{where}.boxes[{k}].box: outside the {width}x{height} frame")
         return self
+
+    def ignored(self, t: float) -> bool:
+        """True when time t lies in a stretch left out of the evaluation."""
+        return any(r.start_s - 1e-6 <= t <= r.end_s + 1e-6 for r in self.ignore)
+
+    def scored_s(self, until: float) -> float:
+        """Seconds of video up to `until` that are scored (not ignored)."""
+        left = sum(max(0.0, min(r.end_s, until) - r.start_s) for r in self.ignore)
+        return max(0.0, until - left)
 
     def visible_at(self, t: float) -> list[tuple[Person, Span, PixelBox]]:
         """Every labelled person seen at time t, with their span and box."""

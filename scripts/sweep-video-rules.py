@@ -3,7 +3,8 @@ tracker -> rules -> events on those same detections and is scored as `sitesentry
 
     .venv/bin/python scripts/sweep-video-rules.py ../shared/videos/hardhat-workers.mp4 \\
         samples/truth/hardhat-workers.yaml --fps 5 \\
-        --grid ppe_window_s=1,2,3 --grid ppe_min_absent_share=0.3,0.5,0.7 [--set debounce_s=1] [--json out.json]
+        --grid ppe_window_s=1,2,3 --grid ppe_min_absent_share=0.3,0.5,0.7 \\
+        [--set debounce_s=1] [--json out.json]
 
 `--set` fixes a rules field for every run, `--grid` multiplies runs (every combination). `--cache FILE.npz`
 keeps the detections between invocations (same video, model and fps only). Prints one row per setting:
@@ -60,7 +61,8 @@ class ReplayDetector:
             return
         arrays = {}
         for key, d in self.boxes.items():
-            arrays |= {f"{key}/xyxy": d.xyxy, f"{key}/confidence": d.confidence, f"{key}/class_id": d.class_id}
+            arrays[f"{key}/xyxy"], arrays[f"{key}/confidence"] = d.xyxy, d.confidence
+            arrays[f"{key}/class_id"] = d.class_id
         np.savez_compressed(self.cache, **arrays)
 
 
@@ -105,7 +107,9 @@ def row(setting: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     """Parse arguments, run the sweep, print the table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("video", type=Path)
     parser.add_argument("truth", type=Path)
     parser.add_argument("--fps", type=float, default=5.0, help="camera fps (frames analysed per second)")

@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,7 @@ class ReplayDetector:
         for key, d in self.boxes.items():
             arrays[f"{key}/xyxy"], arrays[f"{key}/confidence"] = d.xyxy, d.confidence
             arrays[f"{key}/class_id"] = d.class_id
-        np.savez_compressed(self.cache, **arrays)
+        np.savez_compressed(self.cache, **arrays)  # type: ignore[arg-type]
 
 
 def _value(text: str) -> Any:
@@ -129,7 +128,7 @@ def main() -> None:
     for combo in itertools.product(*grid.values()) if grid else [()]:
         setting = dict(zip(grid, combo, strict=True))
         rules = RulesConfig(**(fixed | setting))
-        run = run_video(args.video, camera, rules, model, detector, truth)  # type: ignore[arg-type]
+        run = run_video(args.video, camera, rules, model, detector, truth)
         report = score(truth, run, rules.require)
         rows.append(row(setting, report))
         reports.append(report)
@@ -140,4 +139,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

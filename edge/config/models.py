@@ -274,7 +274,7 @@ class RulesConfig(Strict):
         ),
     )
     ppe_window_s: float = Field(
-        2.0,
+        1.5,
         gt=0,
         le=60,
         description="Seconds of each tracked person's helmet / vest sightings weighed together; a person"

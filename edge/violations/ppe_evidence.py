@@ -161,9 +161,9 @@ class PPEEvidence:
                 window.append(observation)
                 while window[0].at < at - self.rule.window_s + 1e-9:
                     window.popleft()
-                if observation.seen is Seen.ABSENCE:
-                    box = status.head_box if item == "helmet" else status.torso_box
-                    state.absence_box[item] = _relative(box, track.xyxy)  # type: ignore[arg-type]
+                box = status.head_box if item == "helmet" else status.torso_box
+                if observation.seen is Seen.ABSENCE and box is not None:
+                    state.absence_box[item] = _relative(box, track.xyxy)
                 verdict = decide(window, at - state.first_seen, self.rule)
                 if _STRENGTH[verdict] > _STRENGTH[state.reached.get(item, Verdict.UNDETERMINED)]:
                     state.reached[item] = verdict

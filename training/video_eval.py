@@ -380,6 +380,8 @@ def score(truth: VideoTruth, run: PipelineRun, require: Iterable[str]) -> dict[s
             verdict = "ignored"
         kinds[verdict] += 1
         row = asdict(event) | {"person": person, "verdict": verdict}
+        for key in ("start_s", "alert_s", "end_s"):
+            row[key] = None if row[key] is None else round(row[key], 3)
         event_rows.append(row)
         if verdict == "false_alert":
             false_alerts.append({k: row[k] for k in ("rule", "zone", "start_s", "alert_s", "person")})

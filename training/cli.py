@@ -429,11 +429,15 @@ def _eval_video(
         if video is None or truth is None:
             raise ValueError("--video and --truth go together: the video, and its truth YAML")
         model_config, rules, camera = ModelConfig(), RulesConfig(), CameraConfig(id="eval", source=str(video))
+        site_tz = {}
         if config is not None:
+            from zoneinfo import ZoneInfo
+
             from edge.config import load_config
 
             site = load_config(config)
             model_config, rules = site.model, site.rules
+            site_tz = {"tz": ZoneInfo(site.site.timezone)}
             cameras = {c.id: c for c in site.cameras}
             if camera_id is not None and camera_id not in cameras:
                 raise ValueError(f"--camera {camera_id!r}: not in {config} (cameras: {', '.join(cameras)})")
@@ -452,7 +456,7 @@ def _eval_video(
             task = progress.add_task("playing the video through the pipeline", total=max_s)
             report = evaluate_video(
                 video, truth, camera, rules, model_config, max_s,
-                progress=lambda t: progress.update(task, completed=t),
+                progress=lambda t: progress.update(task, completed=t), **site_tz,
             )  # fmt: skip
     _print_video_eval(report)
     if json_file is not None:
@@ -479,14 +483,17 @@ def _print_video_eval(report: dict[str, Any]) -> None:
     for rule, o in rows.items():
         delay = o["time_to_alert_s"]
         late = "-" if delay["mean"] is None else f"{delay['mean']:.2f} / {delay['max']:.2f}"
-        table.add_row(rule, str(o["labelled"]), str(o["caught"]), str(o["missed"]), late)
+        short = o["missed_shorter_than_debounce"]
+        missed = f"{o['missed']} ({short} brief)" if short else str(o["missed"])
+        table.add_row(rule, str(o["labelled"]), str(o["caught"]), missed, late)
     stdout.print(table)
     fa, ev, persons = report["false_alerts"], report["events"], report["persons_per_frame"]
     by_rule = ", ".join(f"{r} {n}" for r, n in fa["by_rule"].items())
     stdout.print(
         f"false alerts: {fa['count']} ({by_rule}) = {fa['per_camera_hour']:g} per camera-hour; events "
         f"{ev['started']}: {ev['caught']} caught, {ev['duplicates']} duplicate, {ev['on_unknown']} on a "
-        f"person labelled unknown; {ev['suppressed_by_flood_control']} suppressed by flood control",
+        f"person labelled unknown, {ev['in_ignored_stretch']} in an ignored stretch; "
+        f"{ev['suppressed_by_flood_control']} suppressed by flood control",
         highlight=False,
         soft_wrap=True,
     )

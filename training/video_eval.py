@@ -26,20 +26,21 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import timezone
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from contract.enums import Phase, Rule
-from edge.config.models import CameraConfig, ModelConfig, RulesConfig
+from edge.config.models import CameraConfig, ModelConfig, RulesConfig, SiteSection
 from edge.dataflow import Detections, Frame, FrameResult
 from edge.detections.base import Detector
 from edge.detections.tiling import detect_tiled
 from edge.frames.reader import RateCap
-from edge.frames.sources import open_source
+from edge.frames.sources import SourceError, open_source
 from edge.labels import PERSON
 from edge.pipeline import CameraPipeline
 from training.video_truth import PixelBox, VideoTruth, check_video
@@ -52,9 +53,10 @@ MATCH_IOU = 0.4
 #: Seconds by which an event's decision window and a labelled interval may miss each other and still match:
 #: labels are set by eye to about one analysed frame, and a track is confirmed a frame or two late.
 TOLERANCE_S = 1.0
-#: Media time 0 of the video, as the wall-clock time the pipeline is fed (a Monday 10:00 in Hong Kong, so
-#: site schedules of working hours are active). Only differences of it are reported.
+#: Media time 0 of the video, as the wall-clock time the pipeline is fed (a Monday 10:00 in Hong Kong, the
+#: default site time zone, so schedules of working hours are active). Only differences of it are reported.
 EPOCH = 1_767_578_400.0  # 2026-01-05 02:00 UTC
+SITE_TZ = ZoneInfo(SiteSection.model_fields["timezone"].default)
 PPE_ITEMS = {"helmet": Rule.NO_HELMET, "vest": Rule.NO_VEST}
 #: Where the per-track PPE state of the report comes from; replaced when the pipeline keeps its own.
 PPE_STATE_SOURCE = (
@@ -138,11 +140,15 @@ def run_video(
     truth: VideoTruth | None = None,
     max_s: float | None = None,
     progress: Callable[[float], None] | None = None,
+    tz: tzinfo = SITE_TZ,
 ) -> PipelineRun:
     """Play a video file through the camera's real pipeline, as fast as the CPU allows, and record it."""
-    source = open_source(str(video), realtime=False, loop=False)
+    try:
+        source = open_source(str(video), realtime=False, loop=False)
+    except SourceError as exc:
+        raise ValueError(str(exc)) from None
     rate = source.fps or 25.0
-    pipeline = CameraPipeline("eval", camera, rules, timezone.utc)
+    pipeline = CameraPipeline("eval", camera, rules, tz)
     cap = RateCap(camera.fps)
     frames: list[FrameSeen] = []
     events: dict[str, EventSeen] = {}
@@ -367,6 +373,8 @@ def score(truth: VideoTruth, run: PipelineRun, require: Iterable[str]) -> dict[s
             verdict = "ignored"
         kinds[verdict] += 1
         row = asdict(event) | {"person": person, "verdict": verdict}
+        for key in ("start_s", "alert_s", "end_s"):
+            row[key] = None if row[key] is None else round(row[key], 3)
         event_rows.append(row)
         if verdict == "false_alert":
             false_alerts.append({k: row[k] for k in ("rule", "zone", "start_s", "alert_s", "person")})
@@ -515,6 +523,7 @@ def evaluate_video(
     model: ModelConfig,
     max_s: float | None = None,
     progress: Callable[[float], None] | None = None,
+    tz: tzinfo = SITE_TZ,
 ) -> dict[str, Any]:
     """Run the camera's pipeline on a labelled video and score it; the truth's zones replace the camera's."""
     from edge.detections import create_detector
@@ -525,6 +534,6 @@ def evaluate_video(
         raise FileNotFoundError(f"{video}: no such video file")
     camera = camera.model_copy(update={"zones": list(truth.zones), "source": str(video)})
     detector = create_detector(model)
-    run = run_video(Path(video), camera, rules, model, detector, truth, max_s, progress)
+    run = run_video(Path(video), camera, rules, model, detector, truth, max_s, progress, tz)
     report = score(truth, run, run.settings["rules"]["require"])
     return {"truth": str(truth_path)} | report

@@ -6,9 +6,11 @@ missing helmet / vest flagged, decided by the same `assign_ppe` the rules use, o
 predictions alike. A predicted person is the labelled one when their person boxes overlap, or when the
 head (torso) boxes that decided the rule do: both at IoU >= 0.5. A labelled person counts for a rule
 only when the labels settle it (a helmet or a bare head; a vest or a no_vest box): a person whose head
-is not labelled at all is "undetermined" and left out. Single frames only: the rules' debounce over
-time is not part of this figure. The violation figures are also split by person height in the model
-input (SIZE_BANDS), since that, more than anything else, decides whether a head can be judged.
+is not labelled at all is "undetermined" and left out. Single frames only: the rules' per-track evidence
+and debounce over time are not part of this figure (`sitesentry eval --video` measures them), and an
+unseen item counts as missing here only with `rules.missing_when_unseen` (default on). The violation
+figures are also split by person height in the model input (SIZE_BANDS), since that, more than anything
+else, decides whether a head can be judged.
 """
 
 from __future__ import annotations

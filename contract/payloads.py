@@ -17,6 +17,7 @@ SCHEMA_VERSION: Final = 1
 Unit = Annotated[float, Field(ge=0, le=1)]
 #: Why an event ended: seen no more, the edge stopped with it open, or recovered after a crash.
 EndReason = Literal["cleared", "stopped", "edge_restarted"]
+PPEVerdict = Literal["worn", "missing", "undetermined"]
 RequestId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="Chosen by the sender.")]
 
 
@@ -145,6 +146,11 @@ class CameraFigures(Wire):
         ge=0,
         description="Of those, how many in the 60 s before `at`: above 0, flood control is holding back "
         "alerts on this camera now (the dashboard's live page says so).",
+    )
+    ppe_tracks: dict[Literal["helmet", "vest"], dict[PPEVerdict, int]] = Field(
+        default_factory=dict,
+        description="Ended tracks by PPE item and the strongest verdict their evidence reached, since start; "
+        "undetermined: never judged (too small, occluded, turned away), so never alerted.",
     )
 
 

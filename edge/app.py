@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from uuid import UUID
@@ -28,6 +28,8 @@ from edge.frames.health import CameraStatus
 from edge.frames.reader import CameraReader
 from edge.hard_examples import HardExampleQueue, Reason, has_uncertain
 from edge.pipeline import CameraPipeline
+from edge.violations.engine import PPE_ITEMS
+from edge.violations.ppe_evidence import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,20 @@ class EdgeApp:
             registry=self.registry,
         )
         self._suppressed_seen: dict[tuple[str, Rule], int] = {}
+        self._ppe_persons = Gauge(
+            "sitesentry_ppe_persons",
+            "Tracked persons in the latest frame by PPE verdict over the window (rules.ppe_window_s).",
+            ["camera", "item", "verdict"],
+            registry=self.registry,
+        )
+        self._ppe_tracks = Counter(
+            "sitesentry_ppe_tracks",
+            "Ended tracks by the strongest PPE verdict they reached; undetermined: never judged (too small, "
+            "occluded, turned away), so never alerted.",
+            ["camera", "item", "verdict"],
+            registry=self.registry,
+        )
+        self._ppe_tracks_seen: dict[tuple[str, str, Verdict], int] = {}
         self._errors = Counter(
             "sitesentry_pipeline_errors",
             "Frames whose processing failed.",
@@ -375,6 +391,7 @@ class EdgeApp:
                     return
                 result = runtime.pipeline.step(frame, detections, timings)
                 held_back = self._count_suppressed(camera, runtime)
+                self._count_ppe(camera, runtime)
             if held_back and self.on_flood is not None:
                 self._notice_flood()
             t0 = time.perf_counter()
@@ -513,6 +530,18 @@ class EdgeApp:
         except Exception:  # a failed notice must not cost the frame
             log.exception("flood control notice failed")
 
+    def _count_ppe(self, camera: str, runtime: CameraRuntime) -> None:
+        """Carry the PPE evidence counts into the metrics: persons now, and ended tracks (they only grow)."""
+        stats = runtime.pipeline.engine.evidence.stats
+        for item in PPE_ITEMS:
+            for verdict in Verdict:
+                self._ppe_persons.labels(camera, item, verdict.value).set(stats.now[(item, verdict)])
+        for (item, verdict), total in stats.ended.items():
+            seen = self._ppe_tracks_seen.get((camera, item, verdict), 0)
+            if total > seen:
+                self._ppe_tracks.labels(camera, item, verdict.value).inc(total - seen)
+                self._ppe_tracks_seen[(camera, item, verdict)] = total
+
     def _camera_status(self, camera_id: str, status: CameraStatus, detail: str | None) -> None:
         runtime = self.cameras.get(camera_id)
         if runtime is not None and status is CameraStatus.ONLINE:
@@ -546,6 +575,7 @@ class EdgeApp:
                     str(rule): n for rule, n in r.pipeline.lifecycle.stats.suppressed_rate_by_rule.items()
                 },
                 "events_suppressed_last_min": recent[cid],
+                "ppe_tracks": _ppe_tracks(r.pipeline.engine.evidence.stats.ended),
             }
         info = self.detector.info
         return {
@@ -573,3 +603,11 @@ class EdgeApp:
             },
             "pending_clips": self.evidence.pending_clips,
         }
+
+
+def _ppe_tracks(ended: Mapping[tuple[str, Verdict], int]) -> dict[str, dict[str, int]]:
+    """Ended tracks by item and verdict, as the heartbeat carries them."""
+    out: dict[str, dict[str, int]] = {}
+    for (item, verdict), n in sorted(ended.items()):
+        out.setdefault(item, {})[verdict.value] = n
+    return out

@@ -41,3 +41,4 @@ class CameraPipeline:
     def reset_tracks(self) -> None:
         """Forget tracks after a reconnect, so ids from the old stream do not leak into the new one."""
         self.tracker.reset()
+        self.engine.evidence.end_all()

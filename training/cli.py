@@ -328,8 +328,14 @@ def train_command(
 
 
 def eval_command(
-    model: Annotated[Path, typer.Option(help="The model to evaluate: ONNX, or an OpenVINO IR .xml (INT8).")],
-    data: Annotated[Path, typer.Option(help="The dataset's data.yaml.")],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="The model to evaluate: ONNX, or an OpenVINO IR .xml (INT8). With --video: default the "
+            "--config's model (else the shipped one)."
+        ),
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="The dataset's data.yaml (photos).")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the full report here.")] = None,
     split: Annotated[str, typer.Option(help="val, test or train.")] = "val",
     config: Annotated[
@@ -358,10 +364,34 @@ def eval_command(
         Path | None, typer.Option(help="INT8 calibration set (`export --calibration`), for --engine int8.")
     ] = None,
     engine_cache: Annotated[Path | None, typer.Option(help="TensorRT engine cache folder.")] = None,
+    video: Annotated[
+        Path | None,
+        typer.Option(
+            help="A labelled video: run the camera pipeline on it and score its alerts (needs --truth)."
+        ),
+    ] = None,
+    truth: Annotated[Path | None, typer.Option(help="The video's truth YAML (docs/video-eval.md).")] = None,
+    camera: Annotated[
+        str | None, typer.Option(help="With --video: the --config camera whose settings are used [first].")
+    ] = None,
+    fps: Annotated[
+        float | None, typer.Option(help="With --video: frames analysed per second, instead of the camera's.")
+    ] = None,
+    max_s: Annotated[
+        float | None, typer.Option("--max-s", help="With --video: stop after this many seconds of video.")
+    ] = None,
 ) -> None:
-    """Evaluate a model through the edge's ONNX detector: per-class AP, mAP, P/R and violation figures."""
+    """Evaluate a model on labelled photos (--data: AP, P/R, violations per person) or on labelled video
+    (--video and --truth: the alerts the camera pipeline raises against what happened)."""
     _logging()
+    if video is not None or truth is not None:
+        _eval_video(video, truth, config, camera, fps, max_s, model, tiling, json_file)
+        return
     with _one_line_errors():
+        if model is None or data is None:
+            raise ValueError(
+                "give --model and --data (labelled photos), or --video and --truth (labelled video)"
+            )
         from rich.progress import Progress
 
         from edge.config.models import ModelConfig, RulesConfig
@@ -394,6 +424,110 @@ def eval_command(
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+
+
+def _eval_video(
+    video: Path | None,
+    truth: Path | None,
+    config: Path | None,
+    camera_id: str | None,
+    fps: float | None,
+    max_s: float | None,
+    model: Path | None,
+    tiling: str | None,
+    json_file: Path | None,
+) -> None:
+    """`sitesentry eval --video V --truth T`: the camera pipeline on a labelled video, scored."""
+    with _one_line_errors():
+        from rich.progress import Progress
+
+        from edge.config.models import CameraConfig, ModelConfig, RulesConfig
+        from training.video_eval import evaluate_video
+
+        if video is None or truth is None:
+            raise ValueError("--video and --truth go together: the video, and its truth YAML")
+        model_config, rules, camera = ModelConfig(), RulesConfig(), CameraConfig(id="eval", source=str(video))
+        site_tz = {}
+        if config is not None:
+            from zoneinfo import ZoneInfo
+
+            from edge.config import load_config
+
+            site = load_config(config)
+            model_config, rules = site.model, site.rules
+            site_tz = {"tz": ZoneInfo(site.site.timezone)}
+            cameras = {c.id: c for c in site.cameras}
+            if camera_id is not None and camera_id not in cameras:
+                raise ValueError(f"--camera {camera_id!r}: not in {config} (cameras: {', '.join(cameras)})")
+            camera = cameras[camera_id] if camera_id is not None else site.cameras[0]
+        elif camera_id is not None:
+            raise ValueError("--camera needs --config")
+        if model is not None:
+            model_config = model_config.model_copy(update={"path": model})
+        if fps is not None:
+            if not 0 < fps <= 60:
+                raise ValueError(f"--fps {fps:g}: must be above 0 and at most 60 (the camera fps range)")
+            camera = camera.model_copy(update={"fps": fps})
+        if tiling is not None:
+            camera = camera.model_copy(update={"tiling": _tiling(tiling, camera.tiling.overlap)})
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("playing the video through the pipeline", total=max_s)
+            report = evaluate_video(
+                video, truth, camera, rules, model_config, max_s,
+                progress=lambda t: progress.update(task, completed=t), **site_tz,
+            )  # fmt: skip
+    _print_video_eval(report)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def _print_video_eval(report: dict[str, Any]) -> None:
+    settings = report["settings"]
+    tiled = settings["tiling"]
+    stdout.print(
+        f"{report['video']}: {report['duration_s']:g} s, {report['analysed_frames']} frames analysed "
+        f"({report['analysed_fps']:g} fps; camera fps {settings['camera_fps']:g}), model input "
+        f"{settings['model_input'][1]}x{settings['model_input'][0]}"
+        + (f", tiled {tiled['rows']}x{tiled['cols']}" if tiled else "")
+        + f"; {report['wall_s']:g} s",
+        highlight=False,
+        soft_wrap=True,
+    )
+    table = Table(title="labelled violations (matching: docs/video-eval.md)")
+    for column in ("rule", "labelled", "caught", "missed", "alert after (mean / max s)"):
+        table.add_column(column, justify="left" if column == "rule" else "right")
+    rows = {"zone_entry": report["zone_entries"]} | report["ppe"]
+    for rule, o in rows.items():
+        delay = o["time_to_alert_s"]
+        late = "-" if delay["mean"] is None else f"{delay['mean']:.2f} / {delay['max']:.2f}"
+        short = o["missed_shorter_than_debounce"]
+        missed = f"{o['missed']} ({short} brief)" if short else str(o["missed"])
+        table.add_row(rule, str(o["labelled"]), str(o["caught"]), missed, late)
+    stdout.print(table)
+    fa, ev, persons = report["false_alerts"], report["events"], report["persons_per_frame"]
+    by_rule = ", ".join(f"{r} {n}" for r, n in fa["by_rule"].items())
+    stdout.print(
+        f"false alerts: {fa['count']} ({by_rule}) = {fa['per_camera_hour']:g} per camera-hour; events "
+        f"{ev['started']}: {ev['caught']} caught, {ev['duplicates']} duplicate, {ev['on_unknown']} on a "
+        f"person labelled unknown, {ev['in_ignored_stretch']} in an ignored stretch; "
+        f"{ev['suppressed_by_flood_control']} suppressed by flood control",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for item, u in report["undetermined"].items():
+        if item == "source" or u["undetermined_share"] is None:
+            continue
+        stdout.print(
+            f"{item}: of {u['labelled_person_s']:g} labelled person-seconds, {u['judged_share']:.0%} judged, "
+            f"{u['undetermined_share']:.0%} undetermined, {u['not_detected_share']:.0%} not detected",
+            highlight=False,
+        )
+    stdout.print(
+        f"persons per frame: labelled {persons['labelled']:g}, detected {persons['detected']:g}, tracked "
+        f"{persons['tracked']:g}, paired with a labelled person {persons['paired']:g}",
+        highlight=False,
+    )
 
 
 def _tiling(text: str, overlap: float) -> TilingConfig:

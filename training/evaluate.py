@@ -6,9 +6,11 @@ missing helmet / vest flagged, decided by the same `assign_ppe` the rules use, o
 predictions alike. A predicted person is the labelled one when their person boxes overlap, or when the
 head (torso) boxes that decided the rule do: both at IoU >= 0.5. A labelled person counts for a rule
 only when the labels settle it (a helmet or a bare head; a vest or a no_vest box): a person whose head
-is not labelled at all is "undetermined" and left out. Single frames only: the rules' debounce over
-time is not part of this figure. The violation figures are also split by person height in the model
-input (SIZE_BANDS), since that, more than anything else, decides whether a head can be judged.
+is not labelled at all is "undetermined" and left out. Single frames only: the rules' per-track evidence
+and debounce over time are not part of this figure (`sitesentry eval --video` measures them), and an
+unseen item counts as missing here only with `rules.missing_when_unseen` (default on). The violation
+figures are also split by person height in the model input (SIZE_BANDS), since that, more than anything
+else, decides whether a head can be judged.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from edge.config.models import ModelConfig, RulesConfig, TilingConfig
 from edge.dataflow import Detections
 from edge.labels import CLASS_NAMES, PERSON
 from training.datasets.model import ClassMapping, LabelledImage
-from training.datasets.yolo import read_yolo
+from training.datasets.yolo import read_yolo, split_folders
 from training.metrics import (
     DetectionAccumulator,
     box_iou,
@@ -386,9 +388,15 @@ def evaluate(
             )
     dataset = read_yolo(Path(data), mapping)
     images = [img for img in dataset.images if img.split == _SPLITS[split]][:limit]
+    notes = []
+    if not images:
+        # `train:` and `val:` naming one folder (an evaluation-only set) were read once, as train.
+        folder = split_folders(Path(data)).get(_SPLITS[split])
+        images = [img for img in dataset.images if folder and img.path.parent.resolve() == folder][:limit]
+        if images:
+            notes.append(f"the {split!r} split shares its folder {folder} with another split")
     if not images:
         raise ValueError(f"{data}: no images in the {split!r} split")
-    notes = []
     if dataset.problems:
         notes.append(
             f"{len(dataset.problems)} problem(s) reading {data}; `sitesentry dataset validate` lists them"

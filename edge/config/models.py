@@ -121,6 +121,16 @@ class CameraRules(Strict):
     cooldown_s: float | None = Field(None, ge=0, description="Override of rules.cooldown_s.")
     schedules: list[Schedule] | None = Field(None, description="Override of rules.schedules.")
     missing_when_unseen: bool | None = Field(None, description="Override of rules.missing_when_unseen.")
+    ppe_window_s: float | None = Field(None, gt=0, le=60, description="Override of rules.ppe_window_s.")
+    ppe_min_absent_share: float | None = Field(
+        None, gt=0, le=1, description="Override of rules.ppe_min_absent_share."
+    )
+    ppe_absent_confidence: float | None = Field(
+        None, ge=0, lt=1, description="Override of rules.ppe_absent_confidence."
+    )
+    ppe_absent_dominance: float | None = Field(
+        None, ge=1, description="Override of rules.ppe_absent_dominance."
+    )
 
 
 class TilingConfig(Strict):
@@ -416,10 +426,37 @@ class RulesConfig(Strict):
     missing_when_unseen: bool = Field(
         True,
         description=(
-            "A judged person on whom neither the item (helmet, vest) nor its absence (a bare head, a"
-            " no_vest torso) is detected counts as missing it. False: only a bare head or an unvested"
-            " torso that is seen raises an alert (fewer false alarms, more misses)."
+            "Single photos only (`sitesentry eval --data`, `assign_ppe` per frame): a judged person on whom"
+            " neither the item nor its absence is detected counts as missing it. Alerts no longer use it:"
+            " they are judged per tracked person over time (ppe_* below), where an item not seen is"
+            " never evidence of its absence."
         ),
+    )
+    ppe_window_s: float = Field(
+        1.5,
+        gt=0,
+        le=60,
+        description="Seconds of each tracked person's helmet / vest sightings weighed together; a person"
+        " must be tracked this long before they can be judged to miss an item.",
+    )
+    ppe_min_absent_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Missing only when a confidently seen absence (bare head, no_vest) fills at least this"
+        " share of the person's frames in the window (frames where the item is not visible count too).",
+    )
+    ppe_absent_confidence: float = Field(
+        0.4,
+        ge=0,
+        lt=1,
+        description="A bare head / no_vest box counts towards 'missing' from this detector confidence up.",
+    )
+    ppe_absent_dominance: float = Field(
+        3.0,
+        ge=1,
+        description="...and only when those sightings outnumber every sighting of the item in the window"
+        " (any confidence) at least this many times: a helmet seen now and then is a helmet.",
     )
     min_person_px: int = Field(
         40,

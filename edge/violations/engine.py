@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
 import numpy as np
 
 from edge.config.models import CameraConfig, RulesConfig, ZoneConfig
 from edge.dataflow import Detections, Frame, Rule, Track, Violation
-from edge.violations.ppe import PPEStatus, assign_ppe
+from edge.violations.ppe import assign_ppe
+from edge.violations.ppe_evidence import PPEEvidence, TrackPPE, Verdict
 from edge.violations.schedule import is_active
 from edge.violations.zones import Zone
 
 log = logging.getLogger(__name__)
 
 PPE_RULES = {"helmet": Rule.NO_HELMET, "vest": Rule.NO_VEST}
+PPE_ITEMS = tuple(PPE_RULES)
 
 
 def effective_rules(camera: CameraConfig, site_rules: RulesConfig) -> RulesConfig:
@@ -27,13 +30,25 @@ def effective_rules(camera: CameraConfig, site_rules: RulesConfig) -> RulesConfi
 
 
 class RuleEngine:
-    """PPE and zone rules for one camera; rules can be switched off at run time (control topic)."""
+    """PPE and zone rules for one camera; rules can be switched off at run time (control topic).
+
+    PPE is judged per tracked person over time (edge/violations/ppe_evidence.py), never from one frame.
+    """
 
     def __init__(self, camera: CameraConfig, site_rules: RulesConfig) -> None:
         self.camera_id = camera.id
         self.rules = effective_rules(camera, site_rules)
         self.zones = [Zone(z) for z in camera.zones]
         self.disabled: set[Rule] = set()
+        self.evidence = PPEEvidence(self.rules)
+        #: Each track's PPE judgement in the latest frame (track id -> item -> judgement), for reports.
+        self.ppe: dict[int, dict[str, TrackPPE]] = {}
+        if "missing_when_unseen" in site_rules.model_fields_set | camera.rules.model_fields_set:
+            log.warning(
+                "camera %s: rules.missing_when_unseen only changes single-photo evaluation now; alerts are"
+                " judged per tracked person over time (rules.ppe_window_s, ppe_min_absent_share, ...)",
+                camera.id,
+            )
 
     def set_zones(self, zones: list[ZoneConfig]) -> None:
         """Replace the zones (zone editor); people inside a zone that keeps its id keep their dwell time."""
@@ -45,17 +60,20 @@ class RuleEngine:
     ) -> tuple[Violation, ...]:
         """Return every rule broken in this frame; `now` is the frame's capture time in site time."""
         if not tracks:
+            self.ppe = self.evidence.update(frame.captured_at, (), (), ())
             for zone in self.zones:
                 zone.dwelling(tracks, *frame.size, frame.captured_at)
             return ()
         width, height = frame.size
         persons = np.array([t.xyxy for t in tracks], np.float32)
         statuses = assign_ppe(persons, detections, self.rules, np.array([t.confidence for t in tracks]))
+        required = dict.fromkeys([*self.rules.require, *(i for z in self.zones for i in z.config.require)])
+        self.ppe = ppe = self.evidence.update(frame.captured_at, tracks, statuses, required)
         out: list[Violation] = []
         site_active = is_active(self.rules.schedules, now)
         if site_active:
             for item in self.rules.require:
-                out.extend(self._ppe_violations(item, None, tracks, statuses, range(len(tracks))))
+                out.extend(self._ppe_violations(item, None, tracks, ppe, range(len(tracks))))
         for zone in self.zones:
             dwelling = zone.dwelling(tracks, width, height, frame.captured_at)
             if not is_active(zone.config.schedules, now):
@@ -72,35 +90,27 @@ class RuleEngine:
             for item in zone.config.require:
                 if site_active and item in self.rules.require:
                     continue  # already required everywhere in view right now; one event, not two
-                out.extend(self._ppe_violations(item, zone.config.id, tracks, statuses, inside))
+                out.extend(self._ppe_violations(item, zone.config.id, tracks, ppe, inside))
         return tuple(out)
 
     def _ppe_violations(
-        self, item: str, zone: str | None, tracks: tuple[Track, ...], statuses: list[PPEStatus], which
+        self,
+        item: str,
+        zone: str | None,
+        tracks: tuple[Track, ...],
+        ppe: dict[int, dict[str, TrackPPE]],
+        which: Iterable[int],
     ) -> list[Violation]:
+        """A violation for each track whose evidence over the window says the item is missing."""
         rule = PPE_RULES[item]
         if rule in self.disabled:
             return []
         out = []
         for i in which:
-            status = statuses[i]
-            if not status.judged:
-                continue
-            missing = status.helmet_missing if item == "helmet" else status.vest_missing
-            if not missing:
-                continue
-            evidence_box = status.head_box if item == "helmet" else status.torso_box
-            confidence = status.helmet_confidence if item == "helmet" else status.vest_confidence
             t = tracks[i]
-            out.append(
-                Violation(
-                    self.camera_id,
-                    t.track_id,
-                    rule,
-                    zone,
-                    confidence,
-                    t.xyxy,
-                    (evidence_box,) if evidence_box else (),
-                )
-            )
+            judged = ppe[t.track_id][item]
+            if judged.verdict is not Verdict.MISSING:
+                continue
+            evidence = (judged.evidence_box,) if judged.evidence_box else ()
+            out.append(Violation(self.camera_id, t.track_id, rule, zone, judged.confidence, t.xyxy, evidence))
         return out

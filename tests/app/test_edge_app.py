@@ -10,6 +10,7 @@ import cv2
 import pytest
 from prometheus_client import generate_latest
 
+from contract.payloads import HeartbeatStats
 from edge.app import EdgeApp
 from edge.config import load_config
 from edge.dataflow import Phase, Rule, SafetyEvent
@@ -97,8 +98,11 @@ def test_sample_video_gives_real_violations_with_evidence_and_one_broken_camera_
     run_until_ended(app, "gate")
     starts = [e for e in sink.events if e.phase is Phase.START]
     ends = [e for e in sink.events if e.phase is Phase.END]
-    assert len(starts) >= 3, "the sample video has people without helmets in it"
-    assert {e.rule for e in starts} >= {Rule.NO_HELMET, Rule.ZONE_ENTRY}
+    assert len(starts) >= 3, "the sample video has people without vests in it"
+    # Its pedestrians wear neither helmets nor vests, but the shipped model takes most of their small
+    # heads for helmets: judged per track over time that is never a missing helmet (docs/rules.md), while
+    # their torsos are confidently seen without vests.
+    assert {e.rule for e in starts} >= {Rule.NO_VEST, Rule.ZONE_ENTRY}
     # Every started event ends (at the latest on shutdown), with the same id and a duration.
     assert {e.event_id for e in starts} == {e.event_id for e in ends}
     assert all(e.duration_s is not None and e.duration_s >= 0 for e in ends)
@@ -134,6 +138,11 @@ def test_sample_video_gives_real_violations_with_evidence_and_one_broken_camera_
     assert any(item["reason"] == "violation" for item in queued)
     metrics = generate_latest(app.registry).decode()
     assert 'sitesentry_stage_seconds_count{camera="gate",stage="inference"}' in metrics
+    # PPE evidence is counted per tracked person: persons now, and ended tracks by verdict (heartbeat too).
+    assert 'sitesentry_ppe_persons{camera="gate",item="helmet",verdict="undetermined"}' in metrics
+    assert 'sitesentry_ppe_tracks_total{camera="gate",item="vest",verdict="missing"}' in metrics
+    figures = HeartbeatStats.model_validate(app.heartbeat_stats()).cameras["gate"]
+    assert figures.ppe_tracks["vest"]["missing"] >= 1
 
 
 def test_rules_disabled_at_run_time_start_no_new_events(config):

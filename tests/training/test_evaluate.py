@@ -191,3 +191,19 @@ def test_bad_inputs_are_refused_clearly(tmp_path: Path) -> None:
         evaluate(model, tmp_path / "other.yaml")
     mapping = ClassMapping(dict(zip("abcde", CLASS_NAMES, strict=True)))
     assert evaluate(model, tmp_path / "other.yaml", mapping=mapping).map50 == pytest.approx(1.0)
+
+
+def test_train_and_val_naming_one_folder_evaluate_that_folder(tmp_path: Path) -> None:
+    """An evaluation-only set often names one folder as both `train:` and `val:` (issue 12, item 9)."""
+    data, dataset = photo_dataset(tmp_path)
+    model = fixed_output_model(tmp_path / "fixed.onnx", truth_boxes(dataset))
+    layout = yaml.safe_load(data.read_text())
+    folder = layout["val"]
+    shared = data.with_name("shared.yaml")
+    shared.write_text(yaml.safe_dump(layout | {"train": folder, "val": folder}))
+    report = evaluate(model, shared, split="val")
+    assert report.images == len(list((data.parent / folder).glob("*.jpg"))) == 1
+    assert report.map50 == pytest.approx(1.0)
+    assert any("shares its folder" in note for note in report.notes)
+    with pytest.raises(ValueError, match="no images in the 'test' split"):
+        evaluate(model, shared, split="test")

@@ -110,6 +110,22 @@ def read_yolo(data_yaml: Path, mapping: ClassMapping | None = None) -> Dataset:
     return dataset
 
 
+def split_folders(data_yaml: Path) -> dict[str, Path]:
+    """Each split's image folder as data.yaml names it (resolved), e.g. {'train': ..., 'valid': ...}.
+
+    `read_yolo` reads a folder named by two splits once (as the first); this says which splits share it.
+    """
+    data = yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{data_yaml}: not a YOLO data.yaml (expected a mapping)")
+    root = (Path(data_yaml).parent / str(data.get("path", "."))).resolve()
+    return {
+        split: (root / str(data[key])).resolve()
+        for key, split in _SPLIT_KEYS.items()
+        if data.get(key) is not None
+    }
+
+
 def read_yolo_folder(
     images_dir: Path, labels_dir: Path, names: list[str], mapping: ClassMapping | None = None
 ) -> Dataset:

@@ -142,7 +142,11 @@ def run_video(
     progress: Callable[[float], None] | None = None,
     tz: tzinfo = SITE_TZ,
 ) -> PipelineRun:
-    """Play a video file through the camera's real pipeline, as fast as the CPU allows, and record it."""
+    """Play a video file through the camera's real pipeline, as fast as the CPU allows, and record it.
+
+    One loop on purpose (a little over 60 lines): the reader's frame skipping, detection and the pipeline
+    step stay together and in the app's order, so what is measured is what runs on site.
+    """
     try:
         source = open_source(str(video), realtime=False, loop=False)
     except SourceError as exc:
@@ -356,28 +360,7 @@ def score(truth: VideoTruth, run: PipelineRun, require: Iterable[str]) -> dict[s
     outcomes: dict[str, Outcome] = defaultdict(Outcome)
     for v in labelled:
         outcomes[v.rule].labelled += 1
-    caught: dict[Labelled, float] = {}
-    kinds: Counter[str] = Counter()
-    false_alerts: list[dict[str, Any]] = []
-    event_rows = []
-    for event in sorted(run.events, key=lambda e: e.alert_s):
-        end = event.end_s if event.end_s is not None else run.duration_s
-        person = _event_person(event, run, pairs, end)
-        verdict, hits = _judge(event, person, labelled, truth, end)
-        new = [v for v in hits if v not in caught]
-        for v in new:  # an alert already open when the labelled violation starts has no delay
-            caught[v] = max(0.0, event.alert_s - v.start_s)
-        if verdict == "caught" and not new:
-            verdict = "duplicate"
-        if verdict in ("on_unknown", "false_alert") and truth.ignored(event.alert_s):
-            verdict = "ignored"
-        kinds[verdict] += 1
-        row = asdict(event) | {"person": person, "verdict": verdict}
-        for key in ("start_s", "alert_s", "end_s"):
-            row[key] = None if row[key] is None else round(row[key], 3)
-        event_rows.append(row)
-        if verdict == "false_alert":
-            false_alerts.append({k: row[k] for k in ("rule", "zone", "start_s", "alert_s", "person")})
+    caught, kinds, false_alerts, event_rows = _classify_events(truth, run, pairs, labelled)
     debounce = float(run.settings.get("rules", {}).get("debounce_s", 0.0))
     for v in labelled:
         outcome = outcomes[v.rule]
@@ -425,6 +408,36 @@ def score(truth: VideoTruth, run: PipelineRun, require: Iterable[str]) -> dict[s
         "persons_per_frame": _persons(truth, run, pairs),
         "event_list": event_rows,
     }
+
+
+def _classify_events(
+    truth: VideoTruth, run: PipelineRun, pairs: list[dict[int, str]], labelled: list[Labelled]
+) -> tuple[dict[Labelled, float], Counter[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Give every event its person and verdict; return the first-alert delay of each caught violation,
+    the verdict counts, the false alerts and the event rows of the report."""
+    caught: dict[Labelled, float] = {}
+    kinds: Counter[str] = Counter()
+    false_alerts: list[dict[str, Any]] = []
+    event_rows = []
+    for event in sorted(run.events, key=lambda e: e.alert_s):
+        end = event.end_s if event.end_s is not None else run.duration_s
+        person = _event_person(event, run, pairs, end)
+        verdict, hits = _judge(event, person, labelled, truth, end)
+        new = [v for v in hits if v not in caught]
+        for v in new:  # an alert already open when the labelled violation starts has no delay
+            caught[v] = max(0.0, event.alert_s - v.start_s)
+        if verdict == "caught" and not new:
+            verdict = "duplicate"
+        if verdict in ("on_unknown", "false_alert") and truth.ignored(event.alert_s):
+            verdict = "ignored"
+        kinds[verdict] += 1
+        row = asdict(event) | {"person": person, "verdict": verdict}
+        for key in ("start_s", "alert_s", "end_s"):
+            row[key] = None if row[key] is None else round(row[key], 3)
+        event_rows.append(row)
+        if verdict == "false_alert":
+            false_alerts.append({k: row[k] for k in ("rule", "zone", "start_s", "alert_s", "person")})
+    return caught, kinds, false_alerts, event_rows
 
 
 def _event_person(event: EventSeen, run: PipelineRun, pairs: list[dict[int, str]], end: float) -> str | None:

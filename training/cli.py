@@ -353,6 +353,14 @@ def eval_command(
             "(overlap from the site config's first tiled camera, else 0.2)."
         ),
     ] = None,
+    detect_input: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            help="With --video: the detector input's long side (auto, or px: a multiple of 32), as a "
+            "camera's `detect.input`, instead of the camera's.",
+        ),
+    ] = None,
     engine: Annotated[
         str | None,
         typer.Option(
@@ -385,7 +393,7 @@ def eval_command(
     (--video and --truth: the alerts the camera pipeline raises against what happened)."""
     _logging()
     if video is not None or truth is not None:
-        _eval_video(video, truth, config, camera, fps, max_s, model, tiling, json_file)
+        _eval_video(video, truth, config, camera, fps, max_s, model, tiling, detect_input, json_file)
         return
     with _one_line_errors():
         if model is None or data is None:
@@ -435,13 +443,14 @@ def _eval_video(
     max_s: float | None,
     model: Path | None,
     tiling: str | None,
+    detect_input: str | None,
     json_file: Path | None,
 ) -> None:
     """`sitesentry eval --video V --truth T`: the camera pipeline on a labelled video, scored."""
     with _one_line_errors():
         from rich.progress import Progress
 
-        from edge.config.models import CameraConfig, ModelConfig, RulesConfig
+        from edge.config.models import CameraConfig, ModelConfig, RulesConfig, TileGrid
         from training.video_eval import evaluate_video
 
         if video is None or truth is None:
@@ -469,7 +478,12 @@ def _eval_video(
                 raise ValueError(f"--fps {fps:g}: must be above 0 and at most 60 (the camera fps range)")
             camera = camera.model_copy(update={"fps": fps})
         if tiling is not None:
-            camera = camera.model_copy(update={"tiling": _tiling(tiling, camera.tiling.overlap)})
+            grid = _tiling(tiling, camera.tiling.overlap)
+            slices = TileGrid(rows=grid.rows, cols=grid.cols, overlap=grid.overlap)
+            camera = camera.model_copy(update={"detect": camera.detect.model_copy(update={"tiling": slices})})
+        if detect_input is not None:
+            size = _detect_input(detect_input)
+            camera = camera.model_copy(update={"detect": camera.detect.model_copy(update={"input": size})})
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("playing the video through the pipeline", total=max_s)
             report = evaluate_video(
@@ -484,13 +498,10 @@ def _eval_video(
 
 def _print_video_eval(report: dict[str, Any]) -> None:
     settings = report["settings"]
-    tiled = settings["tiling"]
     stdout.print(
         f"{report['video']}: {report['duration_s']:g} s, {report['analysed_frames']} frames analysed "
-        f"({report['analysed_fps']:g} fps; camera fps {settings['camera_fps']:g}), model input "
-        f"{settings['model_input'][1]}x{settings['model_input'][0]}"
-        + (f", tiled {tiled['rows']}x{tiled['cols']}" if tiled else "")
-        + f"; {report['wall_s']:g} s",
+        f"({report['analysed_fps']:g} fps; camera fps {settings['camera_fps']:g}), detected at "
+        f"{settings['detected_at']}; {report['wall_s']:g} s",
         highlight=False,
         soft_wrap=True,
     )
@@ -528,6 +539,19 @@ def _print_video_eval(report: dict[str, Any]) -> None:
         f"{persons['tracked']:g}, paired with a labelled person {persons['paired']:g}",
         highlight=False,
     )
+
+
+def _detect_input(text: str) -> int | str:
+    """Parse --input (auto or a long side in px) as a camera's `detect.input`, refusing bad values clearly."""
+    from pydantic import ValidationError
+
+    from edge.config.models import DetectConfig
+
+    value: int | str = int(text) if text.strip().isdigit() else text.strip()
+    try:
+        return DetectConfig(input=value).input
+    except ValidationError as exc:
+        raise ValueError(f"--input {text!r}: {exc.errors()[0]['msg']}") from None
 
 
 def _tiling(text: str, overlap: float) -> TilingConfig:
@@ -676,6 +700,7 @@ def export_command(
     _logging()
     with _one_line_errors():
         from training.evaluate import headline
+
         if fmt not in ("onnx", "engine"):
             raise ValueError(f"--format {fmt!r}: expected onnx or engine")
         if fmt == "engine":  # before the training imports: an edge box has no torch

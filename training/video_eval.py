@@ -36,9 +36,10 @@ from scipy.optimize import linear_sum_assignment
 
 from contract.enums import Phase, Rule
 from edge.config.models import CameraConfig, ModelConfig, RulesConfig, SiteSection
-from edge.dataflow import Detections, Frame, FrameResult
+from edge.dataflow import Frame, FrameResult
 from edge.detections.base import Detector
-from edge.detections.tiling import detect_tiled
+from edge.detections.resolution import DetectPlan, resolve_plan
+from edge.detections.tiling import detect_planned
 from edge.frames.reader import RateCap
 from edge.frames.sources import SourceError, open_source
 from edge.labels import PERSON
@@ -124,11 +125,11 @@ def ppe_judgements(pipeline: CameraPipeline, result: FrameResult) -> dict[int, d
     return out
 
 
-def detect_frame(detector: Detector, image: np.ndarray, camera: CameraConfig, iou: float) -> Detections:
-    """Detect as the app does for this camera: the whole frame, or tiles plus the whole frame."""
-    if camera.tiling.enabled:
-        return detect_tiled(detector, image, camera.tiling, iou)
-    return detector.detect(image)
+def detection_plan(detector: Detector, camera: CameraConfig, size: tuple[int, int]) -> DetectPlan:
+    """The camera's detector input and slices for frames of this size, by the app's own rule."""
+    return resolve_plan(
+        size, camera.detect, imgsz=detector.info.imgsz, stride=detector.stride, dynamic=detector.dynamic_input
+    )
 
 
 def run_video(
@@ -157,6 +158,7 @@ def run_video(
     frames: list[FrameSeen] = []
     events: dict[str, EventSeen] = {}
     size: tuple[int, int] | None = None
+    plan: DetectPlan | None = None
     seq = 0
     last_t = 0.0
     started = time.perf_counter()
@@ -173,18 +175,20 @@ def run_video(
                 break
             if size is None:
                 size = (int(image.shape[1]), int(image.shape[0]))
+                plan = detection_plan(detector, camera, size)
                 if truth is not None:
                     check_video(truth, video, rate, size)
             seq += 1
             frame = Frame(camera.id, seq, EPOCH + t, image)
-            detections = detect_frame(detector, image, camera, model.iou)
+            assert plan is not None  # resolved with the first frame
+            detections = detect_planned(detector, image, plan, model.iou)
             result = pipeline.step(frame, detections)
             _record(frames, events, pipeline, result, t)
             if progress is not None:
                 progress(t)
     finally:
         source.close()
-    if size is None:
+    if size is None or plan is None:
         raise ValueError(f"{video}: no frame could be read")
     end = last_t + 1.0 / rate
     for event in pipeline.lifecycle.close_all(EPOCH + end, size):
@@ -197,7 +201,7 @@ def run_video(
         camera_fps=camera.fps,
         video_fps=rate,
         frame_size=size,
-        settings=_settings(camera, pipeline.engine.rules, model, detector),
+        settings=_settings(camera, pipeline.engine.rules, model, detector) | {"detected_at": plan.describe()},
         suppressed_by_flood_control=pipeline.lifecycle.stats.suppressed_rate,
         wall_s=time.perf_counter() - started,
     )
@@ -234,7 +238,7 @@ def _note_event(events: dict[str, EventSeen], event: Any, t: float) -> None:
 def _settings(camera: CameraConfig, rules: RulesConfig, model: ModelConfig, detector: Detector) -> dict:
     return {
         "camera_fps": camera.fps,
-        "tiling": camera.tiling.model_dump() if camera.tiling.enabled else None,
+        "detect": camera.detect.model_dump(mode="json"),
         "model": str(model.path),
         "model_input": list(detector.info.imgsz),
         "confidence": model.confidence,

@@ -119,6 +119,9 @@ class CameraRules(Strict):
     debounce_s: float | None = Field(None, ge=0, description="Override of rules.debounce_s.")
     min_share: float | None = Field(None, gt=0, le=1, description="Override of rules.min_share.")
     cooldown_s: float | None = Field(None, ge=0, description="Override of rules.cooldown_s.")
+    zone_entry_cooldown_s: float | None = Field(
+        None, ge=0, description="Override of rules.zone_entry_cooldown_s."
+    )
     schedules: list[Schedule] | None = Field(None, description="Override of rules.schedules.")
     missing_when_unseen: bool | None = Field(None, description="Override of rules.missing_when_unseen.")
     ppe_window_s: float | None = Field(None, gt=0, le=60, description="Override of rules.ppe_window_s.")
@@ -400,7 +403,15 @@ class RulesConfig(Strict):
         2.0, gt=0, description="An event ends after the violation is unseen this long."
     )
     cooldown_s: float = Field(
-        30.0, ge=0, description="After an event ends, the same person and rule stay quiet."
+        30.0, ge=0, description="After a PPE event ends, the same person and rule stay quiet this long."
+    )
+    zone_entry_cooldown_s: float = Field(
+        5.0,
+        ge=0,
+        description=(
+            "After a zone_entry event ends, the same person (same track, or a box at the same spot) and"
+            " zone stay quiet this long; short, since each new entry is a new danger."
+        ),
     )
     update_every_s: float = Field(
         10.0, gt=0, description="Seconds between update messages of an ongoing event."

@@ -8,6 +8,7 @@ from edge.config.models import TileGrid, TilingConfig
 from edge.dataflow import Detections
 from edge.detections.base import Detector
 from edge.detections.boxes import merge
+from edge.detections.resolution import DetectPlan
 
 
 def tile_windows(
@@ -70,3 +71,10 @@ def cut_by_tile(xyxy: np.ndarray, window: tuple[int, int, int, int], width: int,
     if y2 < height:
         cut |= xyxy[:, 3] >= y2 - CUT_MARGIN_PX
     return cut
+
+
+def detect_planned(detector: Detector, image: np.ndarray, plan: DetectPlan, iou: float) -> Detections:
+    """Detect one frame as its camera's plan says: the full frame at the plan's input, plus slices if any."""
+    if plan.tiles is None:
+        return detector.detect_batch([image], plan.long_side)[0]
+    return detect_tiled(detector, image, plan.tiles, iou, plan.long_side)

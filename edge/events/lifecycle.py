@@ -154,10 +154,16 @@ class EventLifecycle:
                 end = self._event(key, active, Phase.END, active.last_seen, frame_size)
                 events.append(replace(end, end_reason="cleared"))
                 del self._active[key]
-                self._cooldown[key] = (active.last_seen + self.rules.cooldown_s, active.violation.person_xyxy)
+                self._cooldown[key] = (active.last_seen + self._cooldown_s(key), active.violation.person_xyxy)
                 self.stats.ended += 1
         self._expire_cooldowns(now)
         return events
+
+    def _cooldown_s(self, key: Key) -> float:
+        """How long the same person and rule stay quiet after an event: zone entries have their own, shorter
+        one, since each new entry is a new danger (and a cooldown matched by place would silence the next
+        worker stepping in at the same spot)."""
+        return self.rules.zone_entry_cooldown_s if key[1] is Rule.ZONE_ENTRY else self.rules.cooldown_s
 
     def _in_cooldown(self, key: Key, v: Violation, now: float) -> bool:
         """Same person and rule just ended (same id, or a new id on an overlapping box): stay quiet."""
@@ -201,7 +207,7 @@ class EventLifecycle:
             self.stats.suppressed_rate_by_rule[v.rule] += 1
             self._recent_suppressed.append(now)
             self.suppressed_recently(now)  # keep only the last minute
-            self._cooldown[key] = (now + self.rules.cooldown_s, v.person_xyxy)
+            self._cooldown[key] = (now + self._cooldown_s(key), v.person_xyxy)
             if self.stats.suppressed_rate == 1 or self.stats.suppressed_rate % 100 == 0:
                 log.warning(
                     "camera %s: more than %d new events in a minute; suppressing %s (%d so far: %s)",

@@ -40,7 +40,9 @@ class Zone:
         if not tracks:
             return np.zeros(0, bool)
         points = np.array([anchor_point(t.xyxy, self.config.anchor) for t in tracks], np.float64)
-        return shapely.contains_xy(self.polygon, points[:, 0] / width, points[:, 1] / height)
+        # intersects, not contains: a person cut by the frame's bottom edge has their anchor on that edge,
+        # and a zone drawn to the edge must count them as inside (contains_xy is False on the boundary).
+        return shapely.intersects_xy(self.polygon, points[:, 0] / width, points[:, 1] / height)
 
     def dwelling(self, tracks: tuple[Track, ...], width: int, height: int, now: float) -> list[bool]:
         """Return per track whether it has been inside for at least the zone's minimum dwell time."""

@@ -74,6 +74,25 @@ def test_cooldown_keeps_the_same_person_quiet():
     assert life.stats.suppressed_cooldown == 2
 
 
+def test_a_new_zone_entry_at_the_same_spot_alerts_after_the_short_zone_cooldown():
+    life = make(debounce_s=0, end_after_s=0.5, cooldown_s=30, zone_entry_cooldown_s=5)
+
+    def entry(track: int) -> Violation:
+        return Violation("cam1", track, Rule.ZONE_ENTRY, "pit", 0.9, (100, 100, 200, 400))
+
+    frames = [
+        (0.0, [entry(1)]),
+        (1.0, []),
+        (3.0, [entry(2)]),  # another track at the same spot within 5 s: taken for the same person
+        (4.0, []),
+        (9.0, [entry(3)]),  # 8 s after the end: a new entry, although PPE's 30 s cooldown would still run
+        (10.0, []),
+    ]
+    phases = [(e.phase, e.rule) for e in run(life, frames)]
+    assert phases == [(Phase.START, Rule.ZONE_ENTRY), (Phase.END, Rule.ZONE_ENTRY)] * 2
+    assert life.stats.suppressed_cooldown == 1
+
+
 def test_track_id_switch_continues_the_same_event():
     life = make(debounce_s=0.4, min_share=0.5, end_after_s=2.0)
     frames = [(t / 5, [violation(1)]) for t in range(0, 10)]

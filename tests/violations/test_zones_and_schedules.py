@@ -19,6 +19,12 @@ def test_feet_inside_zone_counts_even_when_head_is_outside():
     assert list(inside) == [True, False]
 
 
+def test_a_person_cut_by_the_bottom_edge_is_inside_a_zone_drawn_to_that_edge():
+    zone = Zone(ZoneConfig(id="pit", polygon=SQUARE))
+    # The box is clipped to the frame, so the feet anchor lies exactly on the zone's bottom border (y = 1.0).
+    assert list(zone.inside((Track(1, (10, 40, 30, 100), 0.9),), 100, 100)) == [True]
+
+
 def test_center_anchor_changes_the_decision():
     zone = Zone(ZoneConfig(id="pit", polygon=SQUARE, anchor="center"))
     assert list(zone.inside((Track(1, (10, 20, 30, 60), 0.9),), 100, 100)) == [False]

@@ -184,6 +184,9 @@ def end_to_end_fps(
             model=ModelConfig.model_validate(
                 {"type": backend, "path": model, "providers": ["cpu"], **(model_settings or {})}
             ),
+            # As stage_latency: a short debounce, so a walker becomes an event within the few seconds of
+            # video a short or loaded run gets through (unpaced, video time moves with the frames analysed).
+            rules=RulesConfig(debounce_s=0.4),
             evidence=EvidenceConfig(folder=Path(tmp) / "evidence"),
             metrics=MetricsConfig(enabled=False),
         )

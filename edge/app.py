@@ -145,7 +145,7 @@ class EdgeApp:
             ["camera", "rule"],
             registry=self.registry,
         )
-        self._suppressed_seen: dict[tuple[str, Rule], int] = {}
+        self._suppressed_seen: dict[tuple[str, ...], int] = {}  # label values -> total carried
         self._ppe_persons = Gauge(
             "sitesentry_ppe_persons",
             "Tracked persons in the latest frame by PPE verdict over the window (rules.ppe_window_s).",
@@ -159,7 +159,7 @@ class EdgeApp:
             ["camera", "item", "verdict"],
             registry=self.registry,
         )
-        self._ppe_tracks_seen: dict[tuple[str, str, Verdict], int] = {}
+        self._ppe_tracks_seen: dict[tuple[str, ...], int] = {}  # label values -> total carried
         self._errors = Counter(
             "sitesentry_pipeline_errors",
             "Frames whose processing failed.",
@@ -511,11 +511,7 @@ class EdgeApp:
         """Carry the lifecycle's flood-control counts into the metric (they only grow); True if they grew."""
         grew = False
         for rule, total in runtime.pipeline.lifecycle.stats.suppressed_rate_by_rule.items():
-            seen = self._suppressed_seen.get((camera, rule), 0)
-            if total > seen:
-                self._suppressed.labels(camera, rule.value).inc(total - seen)
-                self._suppressed_seen[(camera, rule)] = total
-                grew = True
+            grew |= _advance(self._suppressed, self._suppressed_seen, (camera, rule.value), total)
         return grew
 
     def _notice_flood(self) -> None:
@@ -537,10 +533,7 @@ class EdgeApp:
             for verdict in Verdict:
                 self._ppe_persons.labels(camera, item, verdict.value).set(stats.now[(item, verdict)])
         for (item, verdict), total in stats.ended.items():
-            seen = self._ppe_tracks_seen.get((camera, item, verdict), 0)
-            if total > seen:
-                self._ppe_tracks.labels(camera, item, verdict.value).inc(total - seen)
-                self._ppe_tracks_seen[(camera, item, verdict)] = total
+            _advance(self._ppe_tracks, self._ppe_tracks_seen, (camera, item, verdict.value), total)
 
     def _camera_status(self, camera_id: str, status: CameraStatus, detail: str | None) -> None:
         runtime = self.cameras.get(camera_id)
@@ -611,3 +604,14 @@ def _ppe_tracks(ended: Mapping[tuple[str, Verdict], int]) -> dict[str, dict[str,
     for (item, verdict), n in sorted(ended.items()):
         out.setdefault(item, {})[verdict.value] = n
     return out
+
+
+def _advance(
+    counter: Counter, carried: dict[tuple[str, ...], int], labels: tuple[str, ...], total: int
+) -> bool:
+    """Raise a counter to a stage's running total (the stage owns the count); True if it grew."""
+    grew = total - carried.get(labels, 0)
+    if grew > 0:
+        counter.labels(*labels).inc(grew)
+        carried[labels] = total
+    return grew > 0

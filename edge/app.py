@@ -63,6 +63,7 @@ class CameraRuntime:
     recent: list[float] = field(default_factory=list)  # processing times, for fps
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))  # capture to result
     frame_size: tuple[int, int] | None = None  # of the last analysed frame, to normalise closing boxes
+    shown_at: float = 0.0  # the last analysed frame's time; an unpaced file's may run ahead of the clock
     plan: DetectPlan | None = None  # detector input and slices, resolved for the current frame size
 
     def fps(self, now: float, window_s: float = 10.0) -> float:
@@ -217,7 +218,9 @@ class EdgeApp:
             closing = [
                 event
                 for runtime in self.cameras.values()
-                for event in runtime.pipeline.lifecycle.close_all(now, self._frame_size(runtime))
+                for event in runtime.pipeline.lifecycle.close_all(
+                    self._end_time(runtime, now), self._frame_size(runtime)
+                )
             ]
         for event in closing:
             self._emit(event, None)
@@ -264,7 +267,10 @@ class EdgeApp:
         with self._lock:
             runtime.paused = not enabled
             if not enabled:
-                for event in runtime.pipeline.lifecycle.close_all(time.time(), self._frame_size(runtime)):
+                closing = runtime.pipeline.lifecycle.close_all(
+                    self._end_time(runtime, time.time()), self._frame_size(runtime)
+                )
+                for event in closing:
                     self._emit(event, None)
         self._camera_status(
             camera_id, CameraStatus.DISABLED if not enabled else runtime.reader.status, "by control"
@@ -411,8 +417,9 @@ class EdgeApp:
             return
         now = time.time()
         runtime.frame_size = frame.size
+        runtime.shown_at = frame.captured_at
         runtime.recent.append(now)
-        runtime.latencies_ms.append((now - frame.captured_at) * 1e3)
+        runtime.latencies_ms.append((now - frame.received_at) * 1e3)
         self._fps.labels(camera).set(runtime.fps(now))
         for stage, ms in result.stage_ms.items():
             self._stage_seconds.labels(camera, stage).observe(ms / 1e3)
@@ -545,6 +552,11 @@ class EdgeApp:
 
     def _frame_size(self, runtime: CameraRuntime) -> tuple[int, int]:
         return runtime.frame_size or (1, 1)
+
+    @staticmethod
+    def _end_time(runtime: CameraRuntime, now: float) -> float:
+        """When events closed by control or shutdown end: now, or after the last frame if that is later."""
+        return max(now, runtime.shown_at)
 
     def _held_back(self, now: float) -> dict[str, int]:
         """Per camera, the new events flood control held back in the minute before `now`."""

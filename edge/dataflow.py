@@ -18,8 +18,17 @@ class Frame:
 
     camera_id: str
     seq: int
-    captured_at: float  # wall-clock seconds (time.time()) when the reader got the frame
+    # Epoch seconds of the moment the frame shows, the clock every rule, event and clip runs on: when the
+    # reader got it (cameras, paced files), or for a file analysed unpaced its place on the file's own
+    # timeline counted from when the file was opened, so results never depend on the machine's speed.
+    captured_at: float
     image: np.ndarray  # BGR, HxWx3, uint8
+    read_at: float | None = None  # wall-clock seconds when the reader got it, where not captured_at
+
+    @property
+    def received_at(self) -> float:
+        """Return the wall-clock time the reader got the frame (for latency figures)."""
+        return self.captured_at if self.read_at is None else self.read_at
 
     @property
     def size(self) -> tuple[int, int]:
@@ -65,7 +74,6 @@ class Track:
     confidence: float
 
 
-
 @dataclass(frozen=True, slots=True)
 class Violation:
     """One rule broken by one tracked person in one frame (before debouncing)."""
@@ -82,7 +90,6 @@ class Violation:
     def key(self) -> tuple[int, Rule, str | None]:
         """Identify the ongoing violation this frame's observation belongs to."""
         return (self.track_id, self.rule, self.zone)
-
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,7 +232,10 @@ class CameraConfig(Strict):
     )
     realtime: bool = Field(
         True,
-        description="Video files only: pace at their own frame rate (False: as fast as analysis, no drops).",
+        description=(
+            "Video files only: pace at their own frame rate (False: as fast as analysis, no drops; rules and"
+            " evidence then run on the file's own timeline from when it was opened)."
+        ),
     )
     loop: bool = Field(False, description="Video files only: start again at the end.")
     zones: list[ZoneConfig] = Field(default_factory=list, description="Danger and PPE zones in this view.")

@@ -127,6 +127,7 @@ class CameraReader:
             camera_metrics(registry).track(self._health)
         self._cond = threading.Condition()
         self._slot: Frame | None = None
+        self._last_shown_at = 0.0  # an unpaced file's last frame time, so a reopening never goes back
         self._taken_seq = -1
         self._next_seq = 0
         self._done = False
@@ -194,12 +195,17 @@ class CameraReader:
         self._cond.notify_all()  # an unpaced file reader waits for this before reading on
         return frame
 
-    def _publish(self, image: np.ndarray) -> None:
+    def _publish(self, image: np.ndarray, shows_at: float | None = None) -> None:
         image.flags.writeable = False  # shared with every consumer: draw on a copy
+        read_at = self._clock()
         with self._cond:
             if self._slot is not None and self._slot.seq > self._taken_seq:
                 self._health.record_dropped()
-            self._slot = Frame(self.camera_id, self._next_seq, self._clock(), image)
+            if shows_at is None:
+                self._slot = Frame(self.camera_id, self._next_seq, read_at, image)
+            else:
+                self._slot = Frame(self.camera_id, self._next_seq, shows_at, image, read_at=read_at)
+                self._last_shown_at = shows_at
             self._next_seq += 1
             self._cond.notify_all()
         if self._on_frame is not None:  # outside the lock: the consumer may call latest() from it
@@ -274,6 +280,7 @@ class CameraReader:
         changed_at = connected_at
         first = True
         frozen_after_s = self._frozen_after_s if source.live else None  # files are exempt
+        anchor: float | None = None  # unpaced files: wall-clock time of their media time 0
         while not self._stop.is_set():
             grabbed = source.grab()
             now = time.monotonic()
@@ -311,9 +318,14 @@ class CameraReader:
             if not admitted:
                 self._health.record_skipped(retrieved=True)
                 continue
-            if not source.live and not self._realtime:
+            shows_at = None
+            played = source.played_s
+            if not source.live and not self._realtime and played is not None:
                 self._wait_until_taken()  # as fast as possible, but every admitted frame is analysed
-            self._publish(image)
+                if anchor is None:  # a reopened file goes on after the last frame it gave, never back
+                    anchor = max(self._clock(), self._last_shown_at) - played
+                shows_at = anchor + played
+            self._publish(image, shows_at)
         return None
 
     def _wait_until_taken(self) -> None:

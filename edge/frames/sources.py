@@ -67,6 +67,11 @@ class FrameSource:
         """Return the media time of the last frame read (files), or None for live sources."""
         return None
 
+    @property
+    def played_s(self) -> float | None:
+        """Return the media time played since opening, across loops (files), or None for live sources."""
+        return None
+
     def describe(self) -> str:
         """Return what and where this source is, credentials hidden."""
         return self._where
@@ -157,6 +162,11 @@ class FileSource(FrameSource):
     def position_s(self) -> float | None:
         """Return the media time of the last frame read, restarting at 0 on each loop."""
         return max(self._index, 0) / self._rate
+
+    @property
+    def played_s(self) -> float:
+        """Return the media time of the last frame read since opening, growing on across loops."""
+        return max(self._ticks, 0) / self._rate
 
     def grab(self) -> bool:
         """Take the next frame, sleeping until it is due when paced; False at the end unless looping."""

@@ -263,3 +263,23 @@ def test_a_looping_capped_file_grabs_across_its_end(videos: dict[str, Path]) -> 
     levels = [int(frame.image[0, 0, 0]) for frame in frames]
     assert levels == pytest.approx([level_of(i) for i in (0, 4, 8, 0, 4, 8, 0)], abs=6)
     assert reader.health.snapshot().frames_grabbed_only >= 12
+
+
+@pytest.mark.parametrize("consumer_delay_s", [0.0, 0.08])
+def test_an_unpaced_file_is_stamped_on_its_own_timeline_whatever_the_analysis_speed(
+    videos: dict[str, Path], consumer_delay_s: float
+) -> None:
+    """Rules run on captured_at: a fast box and a slow one must see the same 0.2 s between 5 fps frames."""
+    before = time.time()
+    reader = CameraReader("gate", str(videos["short"]), fps_cap=5, realtime=False, loop=True)
+    reader.start()
+    frames: list[Frame] = []
+    while len(frames) < 7 and (frame := reader.wait_frame(frames[-1].seq if frames else -1, 10)):
+        time.sleep(consumer_delay_s)  # analysis time
+        frames.append(frame)
+    reader.stop(5)
+    gaps = np.diff([frame.captured_at for frame in frames])
+    # 20 fps capped to 5: frames 0, 4, 8 of each 12-frame pass, so 0.2 s apart and 0.2 s over each loop.
+    assert gaps == pytest.approx([0.2] * 6, abs=1e-6)
+    assert before <= frames[0].captured_at <= frames[0].received_at
+    assert all(frame.read_at is not None and frame.read_at >= before for frame in frames)

@@ -395,7 +395,7 @@ class EdgeApp:
             with self._lock:
                 if runtime.paused:  # disabled by control while this frame was being detected
                     return
-                result = runtime.pipeline.step(frame, detections, timings)
+                result = runtime.pipeline.step(frame, detections, timings, runtime.plan)
                 held_back = self._count_suppressed(camera, runtime)
                 self._count_ppe(camera, runtime)
             if held_back and self.on_flood is not None:

@@ -17,8 +17,8 @@ import numpy as np
 from edge.config.models import INPUT_STRIDE, CameraConfig, DetectConfig, SiteConfig, TileGrid, ZoneConfig
 from edge.dataflow import Detections
 from edge.detections.base import Detector
-from edge.detections.resolution import DetectPlan, fit_input, resolve_plan
-from edge.detections.tiling import detect_tiled, tile_windows
+from edge.detections.resolution import DetectPlan, resolve_plan
+from edge.detections.tiling import detect_tiled
 from edge.frames.sources import FrameSource, SourceError, open_source
 from edge.labels import PERSON
 from edge.violations.zones import anchor_point
@@ -219,32 +219,6 @@ def detect_with(detector: Detector, image: np.ndarray, plan: DetectPlan, iou: fl
     return detector.detect_batch([image], plan.long_side)[0]
 
 
-def heights_at_input(persons: np.ndarray, plan: DetectPlan, detector: Detector) -> list[float]:
-    """Each person box's height as the model saw it: scaled by the gain of the pass that saw it largest (a
-    slice that holds the whole box, else the full frame)."""
-    width, height = plan.frame
-    in_h, in_w = plan.input_hw
-    full_gain = min(in_h / height, in_w / width)
-    windows = (
-        tile_windows(width, height, plan.tiles.rows, plan.tiles.cols, plan.tiles.overlap)
-        if plan.tiles
-        else []
-    )
-    out = []
-    for x1, y1, x2, y2 in persons:
-        gain = full_gain
-        for wx1, wy1, wx2, wy2 in windows:
-            if wx1 <= x1 and wy1 <= y1 and x2 <= wx2 and y2 <= wy2:
-                th, tw = wy2 - wy1, wx2 - wx1
-                if detector.dynamic_input:
-                    ih, iw = fit_input(tw, th, plan.long_side, detector.stride)
-                else:
-                    ih, iw = detector.info.imgsz
-                gain = max(gain, min(ih / th, iw / tw))
-        out.append(float(y2 - y1) * gain)
-    return out
-
-
 def measure_options(
     detector: Detector,
     images: Sequence[np.ndarray],
@@ -274,7 +248,7 @@ def measure_options(
             times[i].append((time.perf_counter() - t0) * 1e3)
     results = []
     for (label, setting, plan), took, detections in zip(options, times, found, strict=True):
-        heights = [h for d in detections for h in heights_at_input(d.of(PERSON).xyxy, plan, detector)]
+        heights = [float(h) for d in detections for h in plan.heights_at_input(d.of(PERSON).xyxy)]
         result = OptionResult(
             label=label,
             setting=setting,
@@ -354,7 +328,7 @@ def check_camera(
             images[best],
             camera.zones,
             current_found[best].of(PERSON).xyxy,
-            heights_at_input(current_found[best].of(PERSON).xyxy, current.plan, detector),
+            current.plan.heights_at_input(current_found[best].of(PERSON).xyxy).tolist(),
             min_px,
             f"{camera.id}: {current.plan.describe()} (current)  recommended: {pick.plan.describe()}",
         )

@@ -85,7 +85,7 @@ def load_or_exit(path: Path) -> SiteConfig:
 def config_check(file: Annotated[Path, typer.Argument(help="Site YAML file.")]) -> None:
     """Validate a site config and print every error with its location."""
     config = load_or_exit(file)
-    missing = missing_camera_files(config)
+    missing = missing_camera_files(config) + alarm_problems(config)
     for warning in missing_files(config):
         say("warning: ", "yellow", warning)
     if missing:
@@ -94,6 +94,20 @@ def config_check(file: Annotated[Path, typer.Argument(help="Site YAML file.")]) 
         raise typer.Exit(2)
     cams = ", ".join(c.id for c in config.cameras)
     typer.echo(f"{file}: OK (site {config.site.id}, cameras: {cams})")
+
+
+def alarm_problems(config: SiteConfig) -> list[str]:
+    """Build the alarm hook as `run` will (programs found, sound files there, speech rendered and cached), so
+    `config check` says what would stop `run`."""
+    if config.alarms is None:
+        return []
+    from edge.alarms import AlarmHook, AlarmHookError
+
+    try:
+        AlarmHook(config.alarms).close()
+    except AlarmHookError as exc:
+        return [str(exc)]
+    return []
 
 
 @config_app.command("schema")

@@ -7,6 +7,7 @@ from datetime import datetime, tzinfo
 
 from edge.config.models import CameraConfig, RulesConfig
 from edge.dataflow import Detections, Frame, FrameResult
+from edge.detections.resolution import DetectPlan
 from edge.events.lifecycle import EventLifecycle
 from edge.tracks.tracker import PersonTracker
 from edge.violations.engine import RuleEngine
@@ -23,15 +24,19 @@ class CameraPipeline:
         self.lifecycle = EventLifecycle(site_id, camera.id, self.engine.rules, tz)
 
     def step(
-        self, frame: Frame, detections: Detections, stage_ms: dict[str, float] | None = None
+        self,
+        frame: Frame,
+        detections: Detections,
+        stage_ms: dict[str, float] | None = None,
+        plan: DetectPlan | None = None,
     ) -> FrameResult:
-        """Advance tracking, rules and event lifecycles by one frame whose detections are known."""
+        """Advance tracking, rules and event lifecycles by one frame detected as `plan` says."""
         timings = dict(stage_ms or {})
         t0 = time.perf_counter()
         tracks = self.tracker.update(detections)
         t1 = time.perf_counter()
         now = datetime.fromtimestamp(frame.captured_at, self.tz)
-        violations = self.engine.evaluate(frame, detections, tracks, now)
+        violations = self.engine.evaluate(frame, detections, tracks, now, plan)
         t2 = time.perf_counter()
         events = self.lifecycle.update(violations, frame.captured_at, frame.seq, frame.size)
         t3 = time.perf_counter()

@@ -182,7 +182,7 @@ def run_video(
             frame = Frame(camera.id, seq, EPOCH + t, image)
             assert plan is not None  # resolved with the first frame
             detections = detect_planned(detector, image, plan, model.iou)
-            result = pipeline.step(frame, detections)
+            result = pipeline.step(frame, detections, plan=plan)
             _record(frames, events, pipeline, result, t)
             if progress is not None:
                 progress(t)

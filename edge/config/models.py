@@ -475,7 +475,8 @@ class RulesConfig(Strict):
     min_person_px: int = Field(
         40,
         ge=0,
-        description="Persons shorter than this (pixels) are too small to judge PPE; zones still apply.",
+        description="Persons shorter than this as the detector sees them (pixels at the model input: the"
+        " frame's pixels times the camera's detect scale) are too small to judge PPE; zones still apply.",
     )
     max_new_events_per_min: int = Field(
         30,
@@ -612,7 +613,11 @@ class MqttConfig(Strict):
         True, description="Sync each outbox write to disk (survives power cuts); False survives crashes only."
     )
     alarm_ttl_s: int = Field(
-        60, ge=1, description="MQTT 5 expiry of alarm commands, so a siren never sounds for a stale alert."
+        60,
+        ge=1,
+        description="MQTT 5 message expiry of an alarm's retained `on` state, sent again every half of it"
+        " while the edge lives: a siren subscribing after the edge died gets no stale `on` (MQTT 3.1.1: no"
+        " expiry).",
     )
     reconnect_min_s: float = Field(0.5, gt=0, description="First wait before reconnecting to the broker.")
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnection attempts.")
@@ -625,7 +630,7 @@ class MqttConfig(Strict):
     control_clients: list[str] = Field(
         default_factory=list,
         description="Client ids allowed to send control commands (MQTT 5 user property `client_id`). "
-        "\"*\" accepts any sender, over MQTT 3.1.1 too: then the broker's ACL on the control topic is the "
+        '"*" accepts any sender, over MQTT 3.1.1 too: then the broker\'s ACL on the control topic is the '
         "only lock (the demo uses it with the embedded loopback broker).",
     )
     push_evidence: bool = Field(
@@ -691,6 +696,11 @@ class SiteConfig(Strict):
     def _some_cameras(cls, value: list[CameraConfig]) -> list[CameraConfig]:
         if not value:
             raise ValueError("at least one camera is needed (an edge box without cameras watches nothing)")
+        if not any(camera.enabled for camera in value):
+            raise ValueError(
+                "every camera has enabled: false, so this edge box would watch nothing; enable at least one"
+                " (control can pause an enabled camera's analysis without stopping the edge)"
+            )
         return value
 
     @model_validator(mode="after")

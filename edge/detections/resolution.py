@@ -4,8 +4,11 @@ the frame size once the first frame arrives; every backend shares it through Yol
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
 
 from edge.config.models import INPUT_STRIDE, DetectConfig, TileGrid
 
@@ -36,6 +39,25 @@ class DetectPlan:
     input_hw: tuple[int, int]  # the model input (height, width) of the full frame
     tiles: TileGrid | None  # slices detected as well as the full frame; None: the full frame only
     reason: str
+    # Each slice's (x1, y1, x2, y2) window in the frame and its model-input pixels per frame pixel.
+    slices: tuple[tuple[tuple[int, int, int, int], float], ...] = ()
+
+    @property
+    def gain(self) -> float:
+        """Model-input pixels per frame pixel for the full frame."""
+        width, height = self.frame
+        return min(self.input_hw[0] / height, self.input_hw[1] / width)
+
+    def heights_at_input(self, boxes: np.ndarray) -> np.ndarray:
+        """Each (N, 4) frame-pixel xyxy box's height as the model saw it: scaled by the gain of the pass
+        that saw it largest (a slice holding the whole box, else the full frame); `rules.min_person_px`
+        is compared with this."""
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        gains = np.full(len(boxes), self.gain, np.float32)
+        for (x1, y1, x2, y2), gain in self.slices:
+            inside = (boxes[:, 0] >= x1) & (boxes[:, 1] >= y1) & (boxes[:, 2] <= x2) & (boxes[:, 3] <= y2)
+            gains = np.where(inside, np.maximum(gains, gain), gains)
+        return (boxes[:, 3] - boxes[:, 1]) * gains
 
     @property
     def passes(self) -> int:
@@ -48,6 +70,21 @@ class DetectPlan:
         if self.tiles is None:
             return size
         return f"{size} + {self.tiles.rows}x{self.tiles.cols} tiles (overlap {self.tiles.overlap:g})"
+
+
+def tile_windows(
+    width: int, height: int, rows: int, cols: int, overlap: float
+) -> list[tuple[int, int, int, int]]:
+    """Return (x1, y1, x2, y2) pixel windows covering the frame in rows x cols with the given overlap."""
+    tile_w = width / (cols - (cols - 1) * overlap)
+    tile_h = height / (rows - (rows - 1) * overlap)
+    windows = []
+    for r in range(rows):
+        for c in range(cols):
+            x1 = round(c * tile_w * (1 - overlap))
+            y1 = round(r * tile_h * (1 - overlap))
+            windows.append((x1, y1, min(width, round(x1 + tile_w)), min(height, round(y1 + tile_h))))
+    return windows
 
 
 def fit_input(width: int, height: int, long_side: int, stride: int) -> tuple[int, int]:
@@ -82,12 +119,27 @@ def resolve_plan(
             reasons.append(f"detect.input {setting.input} ignored: the model's input is fixed")
         else:
             reasons.append("the model's input is fixed")
-        return DetectPlan(frame, model_long, imgsz, tiles, "; ".join(reversed(reasons)))
+        slices = _slice_gains(frame, tiles, lambda w, h: imgsz)
+        return DetectPlan(frame, model_long, imgsz, tiles, "; ".join(reversed(reasons)), slices)
     long_side = _long_side(setting.input, tiles is not None, frame_long, model_long, reasons)
     reasons.reverse()  # the input first, then why slices are on or off
+    slices = _slice_gains(frame, tiles, lambda w, h: fit_input(w, h, long_side, stride))
     return DetectPlan(
-        frame, long_side, fit_input(width, height, long_side, stride), tiles, "; ".join(reasons)
+        frame, long_side, fit_input(width, height, long_side, stride), tiles, "; ".join(reasons), slices
     )
+
+
+def _slice_gains(
+    frame: tuple[int, int], tiles: TileGrid | None, input_hw: Callable[[int, int], tuple[int, int]]
+) -> tuple[tuple[tuple[int, int, int, int], float], ...]:
+    if tiles is None:
+        return ()
+    out = []
+    for window in tile_windows(*frame, tiles.rows, tiles.cols, tiles.overlap):
+        tw, th = window[2] - window[0], window[3] - window[1]
+        ih, iw = input_hw(tw, th)
+        out.append((window, min(ih / th, iw / tw)))
+    return tuple(out)
 
 
 def _tiles(

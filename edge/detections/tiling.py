@@ -8,23 +8,7 @@ from edge.config.models import TileGrid, TilingConfig
 from edge.dataflow import Detections
 from edge.detections.base import Detector
 from edge.detections.boxes import merge
-from edge.detections.resolution import DetectPlan
-
-
-def tile_windows(
-    width: int, height: int, rows: int, cols: int, overlap: float
-) -> list[tuple[int, int, int, int]]:
-    """Return (x1, y1, x2, y2) pixel windows covering the frame in rows x cols with the given overlap."""
-    tile_w = width / (cols - (cols - 1) * overlap)
-    tile_h = height / (rows - (rows - 1) * overlap)
-    windows = []
-    for r in range(rows):
-        for c in range(cols):
-            x1 = round(c * tile_w * (1 - overlap))
-            y1 = round(r * tile_h * (1 - overlap))
-            windows.append((x1, y1, min(width, round(x1 + tile_w)), min(height, round(y1 + tile_h))))
-    return windows
-
+from edge.detections.resolution import DetectPlan, tile_windows
 
 #: A tile box this close (pixels) to a cut edge of its tile is taken to be cut off by it.
 CUT_MARGIN_PX = 2.0

@@ -96,7 +96,8 @@ class AlertPublisher:
             config.outbox, config.outbox_max_messages, fsync=config.outbox_fsync, on_drop=self._on_drop
         )
         metrics.outbox_pending.set_function(lambda: len(self._outbox))
-        alarms = AlarmBoard(self._outbox, self._clock)
+        self._alarm_ttl_s = config.alarm_ttl_s
+        alarms = AlarmBoard(self._outbox, self._clock, config.alarm_ttl_s)
         # Evidence files to the dashboard in chunks through this outbox (edge/mqtt/evidence_push.py).
         self._evidence = self._evidence_pusher(config, site, evidence_folder, registry)
         handler = self._control_handler(config, site, on_control)
@@ -196,6 +197,7 @@ class AlertPublisher:
         if self._control is not None:
             self._spawn("mqtt-control", self._control.run)
         self._spawn("mqtt-heartbeat", lambda: self._heartbeat.run(self._stopping))
+        self._spawn("mqtt-alarm-refresh", self._refresh_alarms)
         if self._evidence is not None:
             self._evidence.start()
         self._link.start()
@@ -364,6 +366,11 @@ class AlertPublisher:
         if self._control is not None:
             client.subscribe(self._control.topic, qos=1)
         client.publish(self._edge_status.topic, self._edge_status.payload("online", None), qos=1, retain=True)
+
+    def _refresh_alarms(self) -> None:
+        """Timer thread: `on` alarm states go out again before their expiry (mqtt.alarm_ttl_s) runs out."""
+        while not self._stopping.wait(self._alarm_ttl_s / 4):
+            self._retained.refresh_alarms()
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

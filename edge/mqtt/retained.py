@@ -22,13 +22,14 @@ from collections.abc import Callable
 from datetime import datetime
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
 
 from contract.payloads import SCHEMA_VERSION, CameraStatusMessage, CameraZonesMessage, EdgeStatusMessage
 from contract.topics import Topics
 from edge.dataflow import SafetyEvent
 from edge.frames.health import CameraStatus
 from edge.mqtt.alarm_state import AlarmBoard
-from edge.mqtt.connection import ReportingClient
+from edge.mqtt.connection import ReportingClient, mqtt_properties
 from edge.mqtt.link import BrokerLink
 from edge.mqtt.metrics import PublisherMetrics, Tally
 from edge.telemetry import redact
@@ -201,7 +202,9 @@ class RetainedState:
             self._topics.alarm_zone(event.zone) if event.zone else self._topics.alarm_camera(event.camera_id)
         )
         connected, client = self._link.current()
-        self._alarms.change(topic, event, _alarm_sender(client) if connected else None)
+        self._alarms.change(
+            topic, event, _alarm_sender(client, self._link.protocol == "5") if connected else None
+        )
         if connected:
             self._metrics.alarms.labels("sent").inc()
             self._tally.count("alarms_sent")
@@ -210,18 +213,28 @@ class RetainedState:
             self._metrics.alarms.labels("held_offline").inc()
             self._tally.count("alarms_held_offline")
 
+    def refresh_alarms(self) -> None:
+        """Send `on` alarm states again before their MQTT expiry runs out (while connected)."""
+        connected, client = self._link.current()
+        if connected:
+            self._alarms.refresh(_alarm_sender(client, self._link.protocol == "5"))
+
     def resend(self, client: ReportingClient, heartbeat: Callable[[], None]) -> None:
         """Send everything again after a reconnect (pump thread); `heartbeat` publishes one at once."""
         with self._lock:
             for topic, payload in self._latest.items():
                 client.publish(topic, payload, qos=1, retain=True)
-        self._alarms.send_all(_alarm_sender(client))
+        self._alarms.send_all(_alarm_sender(client, self._link.protocol == "5"))
         heartbeat()  # at once: the retained heartbeat left by a dead run would say "stale"
         self.snapshots.resend_all()
 
 
-def _alarm_sender(client: ReportingClient) -> Callable[[str, bytes], None]:
-    def send(topic: str, payload: bytes) -> None:
-        client.publish(topic, payload, qos=1, retain=True)
+def _alarm_sender(client: ReportingClient, mqtt5: bool) -> Callable[[str, bytes, int | None], None]:
+    def send(topic: str, payload: bytes, expiry_s: int | None) -> None:
+        properties = None
+        if mqtt5 and expiry_s is not None:  # MQTT 3.1.1 has no expiry: the state stays until replaced
+            properties = mqtt_properties(PacketTypes.PUBLISH)
+            properties.MessageExpiryInterval = expiry_s
+        client.publish(topic, payload, qos=1, retain=True, properties=properties)
 
     return send

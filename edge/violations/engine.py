@@ -10,6 +10,7 @@ import numpy as np
 
 from edge.config.models import CameraConfig, RulesConfig, ZoneConfig
 from edge.dataflow import Detections, Frame, Rule, Track, Violation
+from edge.detections.resolution import DetectPlan
 from edge.violations.ppe import assign_ppe
 from edge.violations.ppe_evidence import PPEEvidence, TrackPPE, Verdict
 from edge.violations.schedule import is_active
@@ -56,9 +57,15 @@ class RuleEngine:
         self.zones = [Zone(z, timers.get(z.id, {})) for z in zones]
 
     def evaluate(
-        self, frame: Frame, detections: Detections, tracks: tuple[Track, ...], now: datetime
+        self,
+        frame: Frame,
+        detections: Detections,
+        tracks: tuple[Track, ...],
+        now: datetime,
+        plan: DetectPlan | None = None,
     ) -> tuple[Violation, ...]:
-        """Return every rule broken in this frame; `now` is the frame's capture time in site time."""
+        """Return every rule broken in this frame; `now` is the frame's capture time in site time, `plan`
+        how the frame was detected (persons' heights at the model input; frame pixels without it)."""
         if not tracks:
             self.ppe = self.evidence.update(frame.captured_at, (), (), ())
             for zone in self.zones:
@@ -66,7 +73,9 @@ class RuleEngine:
             return ()
         width, height = frame.size
         persons = np.array([t.xyxy for t in tracks], np.float32)
-        statuses = assign_ppe(persons, detections, self.rules, np.array([t.confidence for t in tracks]))
+        heights = plan.heights_at_input(persons) if plan is not None else None
+        confidence = np.array([t.confidence for t in tracks])
+        statuses = assign_ppe(persons, detections, self.rules, confidence, heights)
         required = dict.fromkeys([*self.rules.require, *(i for z in self.zones for i in z.config.require)])
         self.ppe = ppe = self.evidence.update(frame.captured_at, tracks, statuses, required)
         out: list[Violation] = []

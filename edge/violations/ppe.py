@@ -101,16 +101,23 @@ def assign_ppe(
     detections: Detections,
     rules: RulesConfig,
     person_confidence: np.ndarray | None = None,
+    heights_px: np.ndarray | None = None,
 ) -> list[PPEStatus]:
-    """Decide per person whether helmet and vest are missing, giving each PPE box to at most one person."""
+    """Decide per person whether helmet and vest are missing, giving each PPE box to at most one person.
+
+    `heights_px`: each person's height as the detector saw it (DetectPlan.heights_at_input), compared with
+    rules.min_person_px; the box heights themselves when not given (a photo judged at its own size).
+    """
     persons = np.asarray(persons_xyxy, np.float32).reshape(-1, 4)
     if person_confidence is None:
         person_confidence = np.ones(len(persons), np.float32)
+    if heights_px is None:
+        heights_px = persons[:, 3] - persons[:, 1]
     heads = _assign_pair(head_regions(persons, rules), detections, HELMET, HEAD, persons)
     torsos = _assign_pair(torso_regions(persons, rules), detections, VEST, NO_VEST, persons)
     statuses = []
-    for i, person in enumerate(persons):
-        judged = float(person[3] - person[1]) >= rules.min_person_px
+    for i in range(len(persons)):
+        judged = float(heights_px[i]) >= rules.min_person_px
         confidence = float(person_confidence[i])
         unseen = rules.missing_when_unseen
         head_box, helmet_missing, helmet_conf = _decide(heads[i], detections, HELMET, confidence, unseen)

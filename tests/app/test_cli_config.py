@@ -210,3 +210,20 @@ def test_run_with_a_missing_video_file_gives_up_saying_which_camera_and_file(tmp
     assert (
         last == f"error: no camera left to run: camera gate: cannot open video file {missing}: no such file"
     )
+
+
+def test_config_check_builds_the_alarm_hook_as_run_would(tmp_path: Path) -> None:
+    """A missing sound file or alarm program stops `run`: `config check` says so first, naming the key."""
+    data = sample(tmp_path)
+    data["alarms"] = {"sound_file": str(tmp_path / "siren.wav"), "command": ["no-such-siren-program"]}
+    path = write_yaml(tmp_path, data)
+    result = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2
+    assert f"alarms.sound_file {tmp_path / 'siren.wav'}: no such file" in result.output
+    data["alarms"] = {"command": ["no-such-siren-program", "{zone}"]}
+    result = CliRunner().invoke(app, ["config", "check", str(write_yaml(tmp_path, data))])
+    assert result.exit_code == 2
+    assert "alarms.command: program 'no-such-siren-program' not found" in result.output
+    data["alarms"] = {"command": [sys.executable, "-c", "pass"]}
+    result = CliRunner().invoke(app, ["config", "check", str(write_yaml(tmp_path, data))])
+    assert result.exit_code == 0, result.output

@@ -207,6 +207,13 @@ def test_a_site_without_cameras_is_refused(tmp_path: Path) -> None:
     ]
 
 
+def test_a_site_whose_every_camera_is_disabled_is_refused(tmp_path: Path) -> None:
+    """`run` would otherwise wait for ever on no camera at all."""
+    text = "site: {id: a, name: A}\ncameras:\n  - {id: gate, source: usb:0, enabled: false}\n"
+    (line,) = refused(write(tmp_path, text))
+    assert "cameras: every camera has enabled: false, so this edge box would watch nothing" in line, line
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

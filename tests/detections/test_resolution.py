@@ -131,3 +131,18 @@ def test_a_larger_input_finds_more_and_smaller_persons_in_a_real_wide_view(detec
     small, large = found[416], found[AUTO_MAX_INPUT]
     assert len(large) > len(small)
     assert len(small) == 0 or large.min() < small.min()
+
+
+def test_person_heights_are_measured_at_the_input_of_the_pass_that_sees_them_largest():
+    boxes = np.array([[100, 100, 140, 220], [900, 100, 1000, 1000]], np.float32)  # 120 and 900 px tall
+    full = plan((1920, 1080), DetectConfig(input=640, tiling="off"))
+    assert full.gain == pytest.approx(640 / 1920)
+    assert full.heights_at_input(boxes) == pytest.approx([120 * full.gain, 900 * full.gain])
+    tiled = plan((1920, 1080), DetectConfig(input=640, tiling=TileGrid(rows=2, cols=2, overlap=0.2)))
+    heights = tiled.heights_at_input(boxes)
+    # The small person lies inside the top-left slice, which the model sees larger than the whole frame;
+    # the tall one fits in no slice and is seen at the full frame's scale.
+    (window, gain), *_ = tiled.slices
+    assert window[0] == 0 and window[1] == 0 and gain > tiled.gain
+    assert heights == pytest.approx([120 * gain, 900 * tiled.gain])
+    assert plan((640, 352)).heights_at_input(boxes[:1]) == pytest.approx([120.0])  # unscaled

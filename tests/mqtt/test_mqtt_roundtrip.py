@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -184,3 +185,46 @@ def test_an_mqtt5_publisher_switches_to_3_1_1_for_the_embedded_broker(tmp_path: 
         assert json.loads(sub.on("/events")[0].payload)["rule"] == "no_helmet"
         pub.stop()
         sub.stop()
+
+
+def test_an_on_alarm_lives_on_the_broker_while_the_edge_does_and_expires_after_it(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """mqtt.alarm_ttl_s: a siren subscribing after the edge died must not switch on for a stale alert."""
+    ttl = 2
+    topic = "sitesentry/test-site/alarms/zones/crane"
+    pub = AlertPublisher(mosquitto.config(outbox=tmp_path / "outbox.sqlite3", alarm_ttl_s=ttl), site(), MODEL)
+    pub.start()
+    assert pub.wait_connected(10), pub.last_error
+    pub.publish_alarm(make_event(zone="crane", rule=Rule.ZONE_ENTRY))
+    live = Collector("127.0.0.1", mosquitto.port, [topic], username=OPS_USER, password=OPS_PASSWORD).start()
+    live.wait_for(lambda m: len(m) >= 1)
+    first = live.on("/crane")[0]
+    assert first.json()["state"] == "on" and getattr(first.properties, "MessageExpiryInterval", None) <= ttl
+    time.sleep(ttl * 2.5)  # past the expiry of the first message: only a refresh keeps it on the broker
+    late = Collector("127.0.0.1", mosquitto.port, [topic], username=OPS_USER, password=OPS_PASSWORD).start()
+    assert late.wait_for(lambda m: any(r.retain for r in m), 5), "the alarm vanished while the edge lives"
+    assert late.on("/crane")[0].json()["state"] == "on"
+    assert len(live.on("/crane")) >= 3, "sent again every half TTL"
+    # The edge dies without switching it off (stop() sends no alarm changes, as a crash would not).
+    pub.stop()
+    live.stop()
+    late.stop()
+    time.sleep(ttl + 1)
+    after = Collector("127.0.0.1", mosquitto.port, [topic], username=OPS_USER, password=OPS_PASSWORD).start()
+    time.sleep(1.0)
+    assert after.on("/crane") == [], "a stale `on` reached a siren that subscribed after the edge died"
+    after.stop()
+    # An `off` never expires: a siren subscribing later still learns the target is off.
+    pub = AlertPublisher(
+        mosquitto.config(outbox=tmp_path / "outbox2.sqlite3", alarm_ttl_s=ttl), site(), MODEL
+    )
+    pub.start()
+    assert pub.wait_connected(10), pub.last_error
+    pub.publish_alarm(make_event(zone="crane", rule=Rule.ZONE_ENTRY, phase=Phase.END))
+    assert pub.wait_delivered(10)
+    pub.stop()
+    time.sleep(ttl + 1)
+    later = Collector("127.0.0.1", mosquitto.port, [topic], username=OPS_USER, password=OPS_PASSWORD).start()
+    assert later.wait_for(lambda m: len(m) >= 1, 5) and later.on("/crane")[0].json()["state"] == "off"
+    later.stop()

@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config.models import CameraConfig, ModelConfig, RulesConfig
+from edge.config.models import CameraConfig, DetectConfig, ModelConfig, RulesConfig
 from edge.dataflow import Frame, Phase, Rule, Track
 from edge.detections import create_detector
 from edge.detections.base import Detector
+from edge.detections.resolution import DetectPlan, resolve_plan
 from edge.pipeline import CameraPipeline
 from edge.violations.ppe import PPEStatus
 from edge.violations.ppe_evidence import EvidenceRule, Observation, PPEEvidence, Seen, Verdict, decide
@@ -136,13 +137,15 @@ def photo(name: str) -> np.ndarray:
     return image
 
 
-def play(detector: Detector, image: np.ndarray, seconds: float, rules: RulesConfig):
+def play(
+    detector: Detector, image: np.ndarray, seconds: float, rules: RulesConfig, plan: DetectPlan | None = None
+):
     """Show one photo to a camera pipeline as a still scene for `seconds` at FPS; return its frame results."""
     camera = CameraConfig(id="cam", source="still.mp4", fps=FPS)
     pipeline = CameraPipeline("site", camera, rules, ZoneInfo("Asia/Hong_Kong"))
     detections = detector.detect(image)  # a still scene: the same detections every frame
     results = [
-        pipeline.step(Frame("cam", i, 1000.0 + i / FPS, image), detections)
+        pipeline.step(Frame("cam", i, 1000.0 + i / FPS, image), detections, plan=plan)
         for i in range(round(seconds * FPS) + 1)
     ]
     return pipeline, results
@@ -177,3 +180,27 @@ def test_too_small_worker_is_undetermined_and_counted(detector):
     assert stats.now[("helmet", Verdict.UNDETERMINED)] == stats.now[("vest", Verdict.UNDETERMINED)] == 1
     pipeline.reset_tracks()  # the track ends: it is counted as never judged
     assert stats.ended == {("helmet", Verdict.UNDETERMINED): 1, ("vest", Verdict.UNDETERMINED): 1}
+
+
+def test_min_person_px_is_measured_at_the_model_input_not_in_the_frame(detector):
+    """A worker tall enough in the frame but shrunk to half by the camera's detector input is too small."""
+    image = photo(BARE_HEADED)
+    height, width = image.shape[:2]
+    _, results = play(detector, image, 3.0, RulesConfig(ppe_window_s=1.0))
+    (track,) = results[-1].tracks
+    person_px = track.xyxy[3] - track.xyxy[1]
+    rules = RulesConfig(ppe_window_s=1.0, min_person_px=int(0.75 * person_px))
+    halved = resolve_plan(
+        (width, height),
+        DetectConfig(input=max(width, height) // 64 * 32),
+        imgsz=(416, 416),
+        stride=32,
+        dynamic=True,
+    )
+    assert 0.45 < halved.gain < 0.55
+    assert halved.heights_at_input(np.array([track.xyxy]))[0] < rules.min_person_px <= person_px
+    _, at_frame_size = play(detector, image, 3.0, rules)
+    pipeline, at_half = play(detector, image, 3.0, rules, halved)
+    assert any(r.violations for r in at_frame_size), "judged at the frame's own size"
+    assert not any(r.violations or r.events for r in at_half), "too small as the detector sees it"
+    assert pipeline.engine.evidence.stats.now[("helmet", Verdict.UNDETERMINED)] == 1

@@ -5,36 +5,34 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
-from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
+from edge.app_metrics import AppMetrics
 from edge.config.models import CameraConfig, SiteConfig, ZoneConfig
 from edge.dataflow import Detections, EvidenceRef, Frame, FrameResult, Phase, Rule, SafetyEvent
 from edge.detections import create_detector
 from edge.detections.base import Detector
+from edge.detections.batching import Planned, detect_frames
 from edge.detections.resolution import DetectPlan, resolve_plan
-from edge.detections.tiling import detect_tiled
 from edge.events.evidence import EvidenceRecorder
+from edge.events.ledger import EvidenceLedger
 from edge.events.retention import RetentionSweeper
 from edge.frames.health import CameraStatus
 from edge.frames.reader import CameraReader
 from edge.hard_examples import HardExampleQueue, Reason, has_uncertain
 from edge.pipeline import CameraPipeline
-from edge.violations.engine import PPE_ITEMS
 from edge.violations.ppe_evidence import Verdict
 
 log = logging.getLogger(__name__)
 
-#: Events whose evidence references are remembered for their later phases (oldest forgotten first).
-EVIDENCE_REFS_KEPT = 5000
 #: While flood control holds alerts back, `on_flood` is called at most this often (an early heartbeat, so
 #: the dashboard says so within seconds, not at the next regular heartbeat).
 FLOOD_NOTICE_EVERY_S = 5.0
@@ -71,9 +69,52 @@ class CameraRuntime:
         self.recent = [t for t in self.recent if t >= now - window_s]
         return len(self.recent) / window_s
 
+    def closing_size(self) -> tuple[int, int]:
+        """The frame size that events closed outside a frame (control, shutdown) are normalised by."""
+        return self.frame_size or (1, 1)
+
+    def end_time(self, now: float) -> float:
+        """When events closed by control or shutdown end: now, or after the last frame if that is later."""
+        return max(now, self.shown_at)
+
+    def heartbeat_figures(self, now: float, held_back_last_min: int) -> dict[str, Any]:
+        """This camera's part of the MQTT heartbeat (contract.payloads.CameraFigures)."""
+        latencies = np.asarray(self.latencies_ms)
+        return {
+            "fps": round(self.fps(now), 2),
+            "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies.size else None,
+            "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies.size else None,
+            "frames_dropped": self.reader.health.snapshot().frames_dropped,
+            "detect": self.plan.describe() if self.plan is not None else None,
+            "events_suppressed": {
+                str(rule): n for rule, n in self.pipeline.lifecycle.stats.suppressed_rate_by_rule.items()
+            },
+            "events_suppressed_last_min": held_back_last_min,
+            "ppe_tracks": _ppe_tracks(self.pipeline.engine.evidence.stats.ended),
+        }
+
+    def display_figures(self, now: float, held_back_last_min: int) -> dict[str, Any]:
+        """This camera's figures for `stats()`: status, fps, pause, open events, alerts held back."""
+        return {
+            "status": self.reader.status.value,
+            "fps": round(self.fps(now), 2),
+            "paused": self.paused,
+            "open_events": self.pipeline.lifecycle.active_count,
+            "held_back_last_min": held_back_last_min,
+            "detect": self.plan.describe() if self.plan is not None else None,
+        }
+
 
 class EdgeApp:
-    """The running edge box: every enabled camera through detection, rules, evidence and alerts."""
+    """The running edge box: every enabled camera through detection, rules, evidence and alerts.
+
+    Over 250 lines because this is where the threads meet, and their order is the point: start and stop
+    (end events, then flush clips, then close alerts), the inference loop, control from the dashboard
+    (rules, cameras, zones) under one lock, and what each event sets off (evidence, alarm, snapshot,
+    metrics). Each stage's own logic lives in its module: batching in edge/detections/batching.py, the
+    per-camera pipeline in edge/pipeline.py, evidence references in edge/events/ledger.py, figures in
+    edge/app_metrics.py and CameraRuntime.
+    """
 
     def __init__(
         self,
@@ -104,9 +145,7 @@ class EdgeApp:
         self._frame_arrived = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._evidence_lock = threading.Lock()
-        self._evidence_refs: OrderedDict[UUID, tuple[EvidenceRef, ...]] = OrderedDict()
-        self._ended: OrderedDict[UUID, SafetyEvent] = OrderedDict()  # for clips that finish after the end
+        self._ledger = EvidenceLedger()
         # Zones drawn on evidence, per camera; the zone editor replaces entries while the app runs.
         self._drawn_zones: dict[str, list[ZoneConfig]] = {c.id: c.zones for c in config.cameras}
         self.evidence = EvidenceRecorder(
@@ -124,49 +163,7 @@ class EdgeApp:
             config.evidence.min_free_gb,
             registry=self.registry,
         )
-        self._stage_seconds = Histogram(
-            "sitesentry_stage_seconds",
-            "Per-frame latency of each pipeline stage.",
-            ["camera", "stage"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-        )
-        self._fps = Gauge(
-            "sitesentry_camera_fps", "Frames analysed per second.", ["camera"], registry=self.registry
-        )
-        self._events = Counter(
-            "sitesentry_events",
-            "Violation events by phase.",
-            ["camera", "rule", "phase"],
-            registry=self.registry,
-        )
-        self._suppressed = Counter(
-            "sitesentry_events_suppressed",
-            "New events not started because of flood control (rules.max_new_events_per_min).",
-            ["camera", "rule"],
-            registry=self.registry,
-        )
-        self._suppressed_seen: dict[tuple[str, ...], int] = {}  # label values -> total carried
-        self._ppe_persons = Gauge(
-            "sitesentry_ppe_persons",
-            "Tracked persons in the latest frame by PPE verdict over the window (rules.ppe_window_s).",
-            ["camera", "item", "verdict"],
-            registry=self.registry,
-        )
-        self._ppe_tracks = Counter(
-            "sitesentry_ppe_tracks",
-            "Ended tracks by the strongest PPE verdict they reached; undetermined: never judged (too small, "
-            "occluded, turned away), so never alerted.",
-            ["camera", "item", "verdict"],
-            registry=self.registry,
-        )
-        self._ppe_tracks_seen: dict[tuple[str, ...], int] = {}  # label values -> total carried
-        self._errors = Counter(
-            "sitesentry_pipeline_errors",
-            "Frames whose processing failed.",
-            ["camera", "stage"],
-            registry=self.registry,
-        )
+        self.metrics = AppMetrics(self.registry)
         hard = config.hard_examples
         self.hard_examples = (
             HardExampleQueue(
@@ -175,23 +172,24 @@ class EdgeApp:
             if hard.enabled
             else None
         )
-        self.cameras: dict[str, CameraRuntime] = {}
-        for camera in config.cameras:
-            if not camera.enabled:
-                continue
-            reader = CameraReader(
-                camera.id,
-                camera.source,
-                fps_cap=camera.fps,
-                realtime=camera.realtime,
-                loop=camera.loop,
-                decoder=camera.decoder,
-                registry=self.registry,
-                on_status=self._camera_status,
-                on_frame=self._frame_arrived.set,
-            )
-            pipeline = CameraPipeline(config.site.id, camera, config.rules, self.tz)
-            self.cameras[camera.id] = CameraRuntime(camera, reader, pipeline)
+        self.cameras = {c.id: self._camera_runtime(c) for c in config.cameras if c.enabled}
+
+    def _camera_runtime(self, camera: CameraConfig) -> CameraRuntime:
+        """A camera's reader (waking the inference loop on each frame) and its pipeline."""
+        reader = CameraReader(
+            camera.id,
+            camera.source,
+            fps_cap=camera.fps,
+            realtime=camera.realtime,
+            loop=camera.loop,
+            decoder=camera.decoder,
+            registry=self.registry,
+            on_status=self._camera_status,
+            on_frame=self._frame_arrived.set,
+        )
+        return CameraRuntime(
+            camera, reader, CameraPipeline(self.config.site.id, camera, self.config.rules, self.tz)
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -219,7 +217,7 @@ class EdgeApp:
                 event
                 for runtime in self.cameras.values()
                 for event in runtime.pipeline.lifecycle.close_all(
-                    self._end_time(runtime, now), self._frame_size(runtime)
+                    runtime.end_time(now), runtime.closing_size()
                 )
             ]
         for event in closing:
@@ -268,7 +266,7 @@ class EdgeApp:
             runtime.paused = not enabled
             if not enabled:
                 closing = runtime.pipeline.lifecycle.close_all(
-                    self._end_time(runtime, time.time()), self._frame_size(runtime)
+                    runtime.end_time(time.time()), runtime.closing_size()
                 )
                 for event in closing:
                     self._emit(event, None)
@@ -324,30 +322,12 @@ class EdgeApp:
                 batch.append((runtime, frame))
         if not batch:
             return 0
-        # Cameras batch together only when their frames go into the same model input size.
-        plain: dict[tuple[int, tuple[int, int]], list[tuple[CameraRuntime, Frame]]] = {}
-        tiled: list[tuple[CameraRuntime, Frame, DetectPlan]] = []
-        for runtime, frame in batch:
-            plan = self._plan(runtime, frame)
-            if plan.tiles is None:
-                plain.setdefault((plan.long_side, plan.input_hw), []).append((runtime, frame))
-            else:
-                tiled.append((runtime, frame, plan))
+        planned = [Planned(runtime, frame, self._plan(runtime, frame)) for runtime, frame in batch]
         max_batch = self.config.model.max_batch if self.detector.info.batch is None else 1
-        for (long_side, _), group in plain.items():
-            for i in range(0, len(group), max_batch):
-                chunk = group[i : i + max_batch]
-                for (runtime, frame), (detections, timings) in zip(
-                    chunk, self._detect([f for _, f in chunk], long_side), strict=True
-                ):
-                    self._process(runtime, frame, detections, timings)
-        for runtime, frame, plan in tiled:
-            t0 = time.perf_counter()
-            assert plan.tiles is not None
-            detections = detect_tiled(
-                self.detector, frame.image, plan.tiles, self.config.model.iou, plan.long_side
-            )
-            self._process(runtime, frame, detections, {"inference": (time.perf_counter() - t0) * 1e3})
+        for item, detections, timings in detect_frames(
+            self.detector, planned, max_batch, self.config.model.iou
+        ):
+            self._process(item.key, item.frame, detections, timings)
         return len(batch)
 
     def _plan(self, runtime: CameraRuntime, frame: Frame) -> DetectPlan:
@@ -371,22 +351,6 @@ class EdgeApp:
             )
         return runtime.plan
 
-    def _detect(self, frames: list[Frame], long_side: int) -> list[tuple[Detections, dict[str, float]]]:
-        t0 = time.perf_counter()
-        blob, boxes = self.detector.preprocess([f.image for f in frames], long_side)
-        t1 = time.perf_counter()
-        output = self.detector.infer(blob)
-        t2 = time.perf_counter()
-        detections = self.detector.postprocess(output, boxes)
-        t3 = time.perf_counter()
-        n = len(frames)  # batched stages are shared; attribute each frame its share
-        timings = {
-            "preprocess": (t1 - t0) * 1e3 / n,
-            "inference": (t2 - t1) * 1e3 / n,
-            "postprocess": (t3 - t2) * 1e3 / n,
-        }
-        return [(d, dict(timings)) for d in detections]
-
     def _process(
         self, runtime: CameraRuntime, frame: Frame, detections: Detections, timings: dict[str, float]
     ) -> None:
@@ -396,8 +360,11 @@ class EdgeApp:
                 if runtime.paused:  # disabled by control while this frame was being detected
                     return
                 result = runtime.pipeline.step(frame, detections, timings, runtime.plan)
-                held_back = self._count_suppressed(camera, runtime)
-                self._count_ppe(camera, runtime)
+                held_back = self.metrics.carry_suppressed(
+                    camera, runtime.pipeline.lifecycle.stats.suppressed_rate_by_rule
+                )
+                ppe = runtime.pipeline.engine.evidence.stats
+                self.metrics.carry_ppe(camera, ppe.now, ppe.ended)
             if held_back and self.on_flood is not None:
                 self._notice_flood()
             t0 = time.perf_counter()
@@ -406,13 +373,13 @@ class EdgeApp:
                 try:  # one failed delivery must not cost the other events of this frame
                     self._emit(event, result)
                 except Exception:
-                    self._errors.labels(camera, "emit").inc()
+                    self.metrics.errors.labels(camera, "emit").inc()
                     log.exception("camera %s: event %s could not be emitted", camera, event.event_id)
             if self.hard_examples is not None:
                 self._queue_hard_example(result)
             result.stage_ms["evidence"] = (time.perf_counter() - t0) * 1e3
         except Exception:
-            self._errors.labels(camera, "pipeline").inc()
+            self.metrics.errors.labels(camera, "pipeline").inc()
             log.exception("camera %s: frame %d failed", camera, frame.seq)
             return
         now = time.time()
@@ -420,23 +387,9 @@ class EdgeApp:
         runtime.shown_at = frame.captured_at
         runtime.recent.append(now)
         runtime.latencies_ms.append((now - frame.received_at) * 1e3)
-        self._fps.labels(camera).set(runtime.fps(now))
-        for stage, ms in result.stage_ms.items():
-            self._stage_seconds.labels(camera, stage).observe(ms / 1e3)
+        self.metrics.frame_done(camera, runtime.fps(now), result.stage_ms)
         if self.on_result is not None:
             self.on_result(result)
-
-    def _remember_evidence(self, event: SafetyEvent) -> SafetyEvent:
-        """Carry an event's evidence references on its later phases too (they come from the start)."""
-        with self._evidence_lock:
-            if event.evidence:
-                self._evidence_refs[event.event_id] = event.evidence
-                self._evidence_refs.move_to_end(event.event_id)
-                while len(self._evidence_refs) > EVIDENCE_REFS_KEPT:
-                    self._evidence_refs.popitem(last=False)
-                return event
-            refs = self._evidence_refs.get(event.event_id, ())
-        return replace(event, evidence=refs) if refs else event
 
     def _queue_hard_example(self, result: FrameResult) -> None:
         """Keep frames the model may be getting wrong, for labelling: violations and unsure detections."""
@@ -450,8 +403,8 @@ class EdgeApp:
     def _emit(self, event: SafetyEvent, result: FrameResult | None) -> None:
         if event.phase is Phase.START and result is not None:
             event = self.evidence.record(event, result)
-        event = self._remember_evidence(event)
-        self._events.labels(event.camera_id, event.rule.value, event.phase.value).inc()
+        event = self._ledger.carry(event)
+        self.metrics.event(event)
         log.info(
             "%s %s camera=%s zone=%s track=%d conf=%.2f",
             event.phase.value,
@@ -462,11 +415,6 @@ class EdgeApp:
             event.peak_confidence,
             extra={"camera": event.camera_id, "event_id": str(event.event_id), "rule": event.rule.value},
         )
-        if event.phase is Phase.END:
-            with self._evidence_lock:
-                self._ended[event.event_id] = event
-                while len(self._ended) > EVIDENCE_REFS_KEPT:
-                    self._ended.popitem(last=False)
         if self.alerts is not None:
             self.alerts.publish_event(event)
             if event.phase in (Phase.START, Phase.END):  # sirens switch on at the start, off at the end
@@ -482,15 +430,8 @@ class EdgeApp:
             self.on_event(event)
 
     def _clip_ready(self, event: SafetyEvent, clip: EvidenceRef) -> None:
-        """A clip finished after the start event went out: send an update carrying its checksum."""
-        with self._evidence_lock:
-            known = self._evidence_refs.get(event.event_id, event.evidence)
-            ended = self._ended.get(event.event_id)
-        refs = tuple(r for r in known if r.kind != "clip") + (clip,)
-        # A clip can finish after its violation ended: then repeat the END with the clip, so a consumer
-        # that upserts by event id never sees a closed event reopen.
-        latest = replace(ended, evidence=refs) if ended is not None else replace(event, phase=Phase.UPDATE)
-        update = self._remember_evidence(replace(latest, evidence=refs))
+        """A clip finished after the start event went out: send an update (or the END again) carrying it."""
+        update = self._ledger.with_clip(event, clip)
         if self.alerts is not None:
             self.alerts.publish_event(update)
         if self.on_evidence is not None:
@@ -501,25 +442,11 @@ class EdgeApp:
     def _clip_failed(self, event: SafetyEvent, relpath: str) -> None:
         """A clip named in a START could not be written (full disk, encoder): retract it with an update, or
         a repeated END if the event has ended, whose evidence no longer names it."""
-        with self._evidence_lock:
-            known = self._evidence_refs.get(event.event_id, event.evidence)
-            ended = self._ended.get(event.event_id)
-            refs = tuple(r for r in known if not (r.kind == "clip" and r.path == relpath))
-            # Later phases carry the evidence remembered here: never the retracted clip again.
-            self._evidence_refs[event.event_id] = refs
-        latest = ended if ended is not None else replace(event, phase=Phase.UPDATE)
-        retraction = replace(latest, evidence=refs)
+        retraction = self._ledger.without_clip(event, relpath)
         if self.alerts is not None:
             self.alerts.publish_event(retraction)
         if self.on_event is not None:
             self.on_event(retraction)
-
-    def _count_suppressed(self, camera: str, runtime: CameraRuntime) -> bool:
-        """Carry the lifecycle's flood-control counts into the metric (they only grow); True if they grew."""
-        grew = False
-        for rule, total in runtime.pipeline.lifecycle.stats.suppressed_rate_by_rule.items():
-            grew |= _advance(self._suppressed, self._suppressed_seen, (camera, rule.value), total)
-        return grew
 
     def _notice_flood(self) -> None:
         """Tell `on_flood` that alerts are being held back, at most every FLOOD_NOTICE_EVERY_S."""
@@ -533,15 +460,6 @@ class EdgeApp:
         except Exception:  # a failed notice must not cost the frame
             log.exception("flood control notice failed")
 
-    def _count_ppe(self, camera: str, runtime: CameraRuntime) -> None:
-        """Carry the PPE evidence counts into the metrics: persons now, and ended tracks (they only grow)."""
-        stats = runtime.pipeline.engine.evidence.stats
-        for item in PPE_ITEMS:
-            for verdict in Verdict:
-                self._ppe_persons.labels(camera, item, verdict.value).set(stats.now[(item, verdict)])
-        for (item, verdict), total in stats.ended.items():
-            _advance(self._ppe_tracks, self._ppe_tracks_seen, (camera, item, verdict.value), total)
-
     def _camera_status(self, camera_id: str, status: CameraStatus, detail: str | None) -> None:
         runtime = self.cameras.get(camera_id)
         if runtime is not None and status is CameraStatus.ONLINE:
@@ -549,14 +467,6 @@ class EdgeApp:
                 runtime.pipeline.reset_tracks()  # a reconnected stream may show a different scene
         if self.alerts is not None:
             self.alerts.publish_camera_status(camera_id, status.value, detail)
-
-    def _frame_size(self, runtime: CameraRuntime) -> tuple[int, int]:
-        return runtime.frame_size or (1, 1)
-
-    @staticmethod
-    def _end_time(runtime: CameraRuntime, now: float) -> float:
-        """When events closed by control or shutdown end: now, or after the last frame if that is later."""
-        return max(now, runtime.shown_at)
 
     def _held_back(self, now: float) -> dict[str, int]:
         """Per camera, the new events flood control held back in the minute before `now`."""
@@ -566,25 +476,10 @@ class EdgeApp:
     def heartbeat_stats(self) -> dict[str, Any]:
         """Figures for the MQTT heartbeat: per camera fps, capture-to-result latency, drops; queue depths."""
         now = time.time()
-        cameras = {}
-        recent = self._held_back(now)
-        for cid, r in self.cameras.items():
-            latencies = np.asarray(r.latencies_ms)
-            cameras[cid] = {
-                "fps": round(r.fps(now), 2),
-                "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies.size else None,
-                "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies.size else None,
-                "frames_dropped": r.reader.health.snapshot().frames_dropped,
-                "detect": r.plan.describe() if r.plan is not None else None,
-                "events_suppressed": {
-                    str(rule): n for rule, n in r.pipeline.lifecycle.stats.suppressed_rate_by_rule.items()
-                },
-                "events_suppressed_last_min": recent[cid],
-                "ppe_tracks": _ppe_tracks(r.pipeline.engine.evidence.stats.ended),
-            }
+        held_back = self._held_back(now)
         info = self.detector.info
         return {
-            "cameras": cameras,
+            "cameras": {cid: r.heartbeat_figures(now, held_back[cid]) for cid, r in self.cameras.items()},
             "queues": {"evidence_clips": {"depth": self.evidence.pending_clips}},
             "detector": {"model": f"{info.name} {info.version}", "providers": list(info.providers)},
         }
@@ -595,17 +490,7 @@ class EdgeApp:
         now = time.time()
         held_back = self._held_back(now)
         return {
-            "cameras": {
-                cid: {
-                    "status": r.reader.status.value,
-                    "fps": round(r.fps(now), 2),
-                    "paused": r.paused,
-                    "open_events": r.pipeline.lifecycle.active_count,
-                    "held_back_last_min": held_back[cid],
-                    "detect": r.plan.describe() if r.plan is not None else None,
-                }
-                for cid, r in self.cameras.items()
-            },
+            "cameras": {cid: r.display_figures(now, held_back[cid]) for cid, r in self.cameras.items()},
             "pending_clips": self.evidence.pending_clips,
         }
 
@@ -616,14 +501,3 @@ def _ppe_tracks(ended: Mapping[tuple[str, Verdict], int]) -> dict[str, dict[str,
     for (item, verdict), n in sorted(ended.items()):
         out.setdefault(item, {})[verdict.value] = n
     return out
-
-
-def _advance(
-    counter: Counter, carried: dict[tuple[str, ...], int], labels: tuple[str, ...], total: int
-) -> bool:
-    """Raise a counter to a stage's running total (the stage owns the count); True if it grew."""
-    grew = total - carried.get(labels, 0)
-    if grew > 0:
-        counter.labels(*labels).inc(grew)
-        carried[labels] = total
-    return grew > 0

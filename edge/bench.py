@@ -166,6 +166,9 @@ def end_to_end_fps(
     """Run the real app (reader threads, batching, rules, evidence) on N copies of the video, unpaced.
 
     `model_settings` adds model.* keys (scripts/gpu-check.py: max_batch, engine_cache, engine_precision).
+
+    Over 60 lines because the site config is spelled out here, with why each bench setting differs from a
+    site's; the measurement itself is the short start, sleep and count after it.
     """
     from edge.app import EdgeApp
 
@@ -174,11 +177,16 @@ def end_to_end_fps(
             site=SiteSection(id="bench", name="bench"),
             cameras=[
                 CameraConfig(
-                    id=f"cam{i}", source=str(video), fps=60, realtime=False, loop=True, zones=[BENCH_ZONE],
+                    id=f"cam{i}",
+                    source=str(video),
+                    fps=60,
+                    realtime=False,
+                    loop=True,
+                    zones=[BENCH_ZONE],
                     # The model's own size, as stage_latency and the ultralytics references (imgsz) run;
                     # other input sizes: `bench --resolution`.
                     detect=DetectConfig(input=BENCH_INPUT),
-                )  # fmt: skip
+                )
                 for i in range(cameras)
             ],
             model=ModelConfig.model_validate(
@@ -342,6 +350,9 @@ def run_bench(
     end-to-end runs for each camera count; the first is also reported at the top level. The one-camera
     runs and each ultralytics reference are repeated `repeats` times and their medians compared, so one
     noisy run on a shared machine does not decide a ratio.
+
+    One function on purpose: it reads top to bottom as the report it builds, each optional part (MQTT, the
+    ultralytics references and their INT8 export) a guarded block that adds its own keys.
     """
     if not video.is_file():
         raise ValueError(f"{video}: video not found")

@@ -108,7 +108,10 @@ def dataset_import(
     ] = False,
     copy: Annotated[bool, typer.Option(help="Copy images instead of symlinking them.")] = False,
 ) -> None:
-    """Import exports onto the canonical classes, split without leakage, and write a YOLO dataset."""
+    """Import exports onto the canonical classes, split without leakage, and write a YOLO dataset.
+
+    Over 60 lines mostly because of its typer options; the body calls the training.datasets steps in order.
+    """
     _logging()
     with _one_line_errors():
         from training.datasets.model import Dataset
@@ -390,7 +393,11 @@ def eval_command(
     ] = None,
 ) -> None:
     """Evaluate a model on labelled photos (--data: AP, P/R, violations per person) or on labelled video
-    (--video and --truth: the alerts the camera pipeline raises against what happened)."""
+    (--video and --truth: the alerts the camera pipeline raises against what happened).
+
+    Over 60 lines mostly because of its typer options; the video path is _eval_video, the photo path
+    builds the model settings and calls training.evaluate.evaluate.
+    """
     _logging()
     if video is not None or truth is not None:
         _eval_video(video, truth, config, camera, fps, max_s, model, tiling, detect_input, json_file)
@@ -569,7 +576,8 @@ def _tiling(text: str, overlap: float) -> TilingConfig:
         raise ValueError(f"--tiling {text!r}: {exc.errors()[0]['msg']}") from None
 
 
-def _print_eval(report: EvalReport) -> None:
+def _class_table(report: EvalReport) -> Table:
+    """The per-class table of an evaluation: instances, AP, precision, recall and threshold, then all."""
     table = Table(title=f"{report.model} on {report.data} ({report.split}, {report.images} images)")
     for column in ("class", "instances", "AP50", "AP50-95", "P", "R", "threshold"):
         table.add_column(column, justify="left" if column == "class" else "right")
@@ -594,7 +602,11 @@ def _print_eval(report: EvalReport) -> None:
         f"{report.recall:.3f}",
         "",
     )
-    stdout.print(table)
+    return table
+
+
+def _violations_table(report: EvalReport) -> Table:
+    """The per-rule violation table of an evaluation, each rule followed by its person-size bands."""
     violations = Table(title="violations per labelled person (same association as the rules)")
     for column in ("rule", "positives", "undetermined", "TP", "FP", "FN", "precision", "recall"):
         violations.add_column(column, justify="left" if column == "rule" else "right")
@@ -613,7 +625,13 @@ def _print_eval(report: EvalReport) -> None:
                 f"{band.precision:.3f}",
                 f"{band.recall:.3f}",
             )
-    stdout.print(violations)
+    return violations
+
+
+def _print_eval(report: EvalReport) -> None:
+    """Print an evaluation: per-class and violation tables, threshold sweeps, notes and the headline."""
+    stdout.print(_class_table(report))
+    stdout.print(_violations_table(report))
     stdout.print("  (small / medium / large: person height in model-input pixels)", highlight=False)
     for sweep in report.sweeps:
         classes = " and ".join(sweep.classes)
@@ -696,7 +714,11 @@ def export_command(
         ),
     ] = False,
 ) -> None:
-    """Export to ONNX with SiteSentry metadata; optionally INT8 (calibration set, OpenVINO IR, TensorRT)."""
+    """Export to ONNX with SiteSentry metadata; optionally INT8 (calibration set, OpenVINO IR, TensorRT).
+
+    Over 60 lines mostly because of its typer options; the body picks the steps that apply and runs them
+    in order, the engine and INT8 builds being helpers.
+    """
     _logging()
     with _one_line_errors():
         from training.evaluate import headline

@@ -369,6 +369,10 @@ def evaluate(
     """Run the edge detector over a YOLO dataset split and measure it; optionally write PNG plots.
 
     With tiling (enabled), every image is detected as a tiled camera is on site: full frame plus slices.
+
+    One function on purpose: the per-image loop feeds several tallies (AP, counts, confusion matrix,
+    violations, sweep inputs) that the report is built from at the end; split up, they would travel together
+    as one more state object.
     """
     from edge.detections.onnxrt import OnnxDetector
     from edge.detections.tiling import detect_tiled

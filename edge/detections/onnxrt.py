@@ -72,6 +72,11 @@ class OnnxDetector(YoloDetector):
         engine_cache: Path | None = None,
         trt_fp16: bool = True,
     ) -> None:
+        """Open an ONNX Runtime session, read the model's metadata and run a warm-up, or raise ModelError.
+
+        One function on purpose: the steps run once, in order, each turning its failure into a ModelError
+        naming the file; most of the length is the wrapped calls and the log line.
+        """
         import onnxruntime as ort
 
         self.path = Path(path)

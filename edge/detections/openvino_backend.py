@@ -48,6 +48,11 @@ class OpenVinoDetector(YoloDetector):
         max_det: int = 300,
         precision: str = "f32",
     ) -> None:
+        """Read the model and its metadata, compile it on a warm-up image, or raise ModelError.
+
+        One function on purpose: the steps run once, in order, each turning its failure into a ModelError
+        naming the file; most of the length is the wrapped calls and the log line.
+        """
         try:
             import openvino as ov
         except ImportError:

@@ -70,7 +70,11 @@ def qdq_path(cache_dir: Path, onnx_path: Path, onnx_sha256: str, calibration_sha
 def quantize_qdq(
     onnx_path: Path, images: list[Path], out: Path, imgsz: tuple[int, int] | None = None
 ) -> Path:
-    """Write a Q/DQ (explicitly quantized) copy of `onnx_path` to `out`, calibrated on `images`."""
+    """Write a Q/DQ (explicitly quantized) copy of `onnx_path` to `out`, calibrated on `images`.
+
+    One function on purpose: the calibration reader closes over the input name and size read from the
+    model, and the temporary file replaces `out` only once the model's metadata is copied into it.
+    """
     import cv2
     import onnx
     from onnxruntime.quantization import (

@@ -156,7 +156,11 @@ _STOP = object()
 
 
 class EvidenceRecorder:
-    """Writes a snapshot per START event on the caller's thread and its clip on a writer thread."""
+    """Writes a snapshot per START event on the caller's thread and its clip on a writer thread.
+
+    Over 250 lines because the pre-roll buffers, the clips being collected and the writer thread share one
+    lock and the pending clip and byte counts that bound the backlog; each method is short.
+    """
 
     def __init__(
         self,
@@ -361,7 +365,9 @@ class EvidenceRecorder:
     def _begin_clip(self, event: SafetyEvent, result: FrameResult, relpath: str) -> tuple[str, float]:
         """Schedule the clip of a START event, or join the camera's clip still recording.
 
-        Return the clip's path and the event's offset in it, in seconds.
+        Return the clip's path and the event's offset in it, in seconds. One function on purpose: joining,
+        the backlog checks and scheduling happen under one hold of the lock, so no clip is scheduled or
+        finished between them.
         """
         trigger_at = result.frame.captured_at
         camera = result.frame.camera_id

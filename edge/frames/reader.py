@@ -81,6 +81,9 @@ class CameraReader:
     on a file that is missing or holds no playable video: then it gives up, offline, saying why). The
     failure count resets after `healthy_after_s` of changing frames. A live stream whose frames stay
     identical, or that gives no frame, for `frozen_after_s` (None: off) is reconnected.
+
+    Over 250 lines because the reconnect loop, the frozen-stream watchdog and the single frame slot share
+    one thread, one condition and the health record; split apart, they would have to share that state.
     """
 
     def __init__(

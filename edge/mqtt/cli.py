@@ -96,7 +96,11 @@ def tail(
         ),
     ] = None,
 ) -> None:
-    """Subscribe to a site's events, status, alarms and heartbeats and print them as they arrive."""
+    """Subscribe to a site's events, status, alarms and heartbeats and print them as they arrive.
+
+    Over 60 lines only because of its typer options; the body lays the overrides over the config and
+    hands over to edge.mqtt.tail.
+    """
     from edge.mqtt.tail import tail as run_tail
 
     mqtt_config = MqttConfig.model_validate({})

@@ -66,6 +66,9 @@ class Outbox:
 
     When full, the oldest droppable message (an event update) goes first, then the oldest of any kind;
     every drop is counted and logged. One process at a time may open a file (an exclusive lock).
+
+    Over 250 lines because the queue, its drop policy, the state table and the disk-full handling (the
+    reserve file, deletes left for later) share one SQLite connection and lock; each method is short.
     """
 
     def __init__(

@@ -56,7 +56,11 @@ def _number_list(value: Any, length: int) -> list[float] | None:
 def read_coco(
     json_path: Path, images_dir: Path | None = None, mapping: ClassMapping | None = None
 ) -> Dataset:
-    """Read a COCO JSON file; images are looked up beside it, in images/ or ../images unless given."""
+    """Read a COCO JSON file; images are looked up beside it, in images/ or ../images unless given.
+
+    One function on purpose: one pass per COCO section (categories, images, annotations, then the files),
+    each using the tables the one before built and reporting into the same problem list.
+    """
     json_path = Path(json_path)
     mapping = mapping or ClassMapping.identity()
     try:

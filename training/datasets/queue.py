@@ -66,6 +66,9 @@ def export_queue(
 
     CVAT: images/ + annotations.xml ("CVAT for images 1.1", upload it to a task created from images/).
     YOLO: images/ + labels/ + classes.txt + data.yaml (see _write_yolo_batch). Both get a manifest.json.
+
+    One function on purpose: the queue is changed (items moved out) only after the whole batch and its
+    manifest are written, and that order is easiest to see in one place.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown batch format {fmt!r}; use one of {', '.join(FORMATS)}")

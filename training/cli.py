@@ -391,6 +391,14 @@ def eval_command(
     max_s: Annotated[
         float | None, typer.Option("--max-s", help="With --video: stop after this many seconds of video.")
     ] = None,
+    view_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--view-scale",
+            help="With --video: play it as a wider view of the same scene, each frame shrunk by this factor"
+            " onto a grey frame of its own size (workers that many times smaller), labels moved with it.",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a model on labelled photos (--data: AP, P/R, violations per person) or on labelled video
     (--video and --truth: the alerts the camera pipeline raises against what happened).
@@ -400,13 +408,18 @@ def eval_command(
     """
     _logging()
     if video is not None or truth is not None:
-        _eval_video(video, truth, config, camera, fps, max_s, model, tiling, detect_input, json_file)
+        _eval_video(
+            video, truth, config, camera, fps, max_s, model, tiling, detect_input, json_file, view_scale
+        )
         return
     with _one_line_errors():
         if model is None or data is None:
             raise ValueError(
                 "give --model and --data (labelled photos), or --video and --truth (labelled video)"
             )
+        video_only = {"--camera": camera, "--fps": fps, "--max-s": max_s, "--view-scale": view_scale}
+        if given := [name for name, value in video_only.items() if value is not None]:
+            raise ValueError(f"{', '.join(given)}: only with --video and --truth")
         from rich.progress import Progress
 
         from edge.config.models import ModelConfig, RulesConfig
@@ -452,6 +465,7 @@ def _eval_video(
     tiling: str | None,
     detect_input: str | None,
     json_file: Path | None,
+    view_scale: float | None = None,
 ) -> None:
     """`sitesentry eval --video V --truth T`: the camera pipeline on a labelled video, scored."""
     with _one_line_errors():
@@ -480,6 +494,8 @@ def _eval_video(
             raise ValueError("--camera needs --config")
         if model is not None:
             model_config = model_config.model_copy(update={"path": model})
+        if view_scale is not None and not 0.05 <= view_scale <= 1:
+            raise ValueError(f"--view-scale {view_scale:g}: must be from 0.05 to 1 (1: the video as it is)")
         if fps is not None:
             if not 0 < fps <= 60:
                 raise ValueError(f"--fps {fps:g}: must be above 0 and at most 60 (the camera fps range)")
@@ -495,7 +511,7 @@ def _eval_video(
             task = progress.add_task("playing the video through the pipeline", total=max_s)
             report = evaluate_video(
                 video, truth, camera, rules, model_config, max_s,
-                progress=lambda t: progress.update(task, completed=t), **site_tz,
+                progress=lambda t: progress.update(task, completed=t), view_scale=view_scale, **site_tz,
             )  # fmt: skip
     _print_video_eval(report)
     if json_file is not None:

@@ -44,7 +44,7 @@ from edge.frames.reader import RateCap
 from edge.frames.sources import SourceError, open_source
 from edge.labels import PERSON
 from edge.pipeline import CameraPipeline
-from training.video_truth import PixelBox, VideoTruth, check_video
+from training.video_truth import PixelBox, VideoTruth, check_video, wider_view
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,7 @@ def run_video(
     max_s: float | None = None,
     progress: Callable[[float], None] | None = None,
     tz: tzinfo = SITE_TZ,
+    view_scale: float | None = None,
 ) -> PipelineRun:
     """Play a video file through the camera's real pipeline, as fast as the CPU allows, and record it.
 
@@ -173,6 +174,8 @@ def run_video(
             image = source.retrieve()
             if image is None:
                 break
+            if view_scale is not None:
+                image = wider_view(image, view_scale)
             if size is None:
                 size = (int(image.shape[1]), int(image.shape[0]))
                 plan = detection_plan(detector, camera, size)
@@ -541,16 +544,23 @@ def evaluate_video(
     max_s: float | None = None,
     progress: Callable[[float], None] | None = None,
     tz: tzinfo = SITE_TZ,
+    view_scale: float | None = None,
 ) -> dict[str, Any]:
-    """Run the camera's pipeline on a labelled video and score it; the truth's zones replace the camera's."""
+    """Run the camera's pipeline on a labelled video and score it; the truth's zones replace the camera's.
+
+    `view_scale`: play the video as a wider view of the same scene (each frame shrunk onto a grey frame of
+    its own size, the labels moved with it), to measure how alerts hold up on smaller workers.
+    """
     from edge.detections import create_detector
     from training.video_truth import load_truth
 
     truth = load_truth(truth_path)
+    if view_scale is not None:
+        truth = truth.in_wider_view(view_scale)
     if not Path(video).is_file():
         raise FileNotFoundError(f"{video}: no such video file")
     camera = camera.model_copy(update={"zones": list(truth.zones), "source": str(video)})
     detector = create_detector(model)
-    run = run_video(Path(video), camera, rules, model, detector, truth, max_s, progress, tz)
+    run = run_video(Path(video), camera, rules, model, detector, truth, max_s, progress, tz, view_scale)
     report = score(truth, run, run.settings["rules"]["require"])
-    return {"truth": str(truth_path)} | report
+    return {"truth": str(truth_path), "view_scale": view_scale} | report

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import cv2
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -203,6 +205,38 @@ class VideoTruth(_Strict):
         left = sum(max(0.0, min(r.end_s, until) - r.start_s) for r in self.ignore)
         return max(0.0, until - left)
 
+    def in_wider_view(self, scale: float) -> VideoTruth:
+        """These labels for the video shrunk by `scale` onto the middle of a frame of its own size (a
+        wider view of the same scene, workers `scale` times smaller: `wider_view`), boxes and zones moved."""
+        if not 0 < scale <= 1:
+            raise ValueError(f"view scale {scale:g}: must be above 0 and at most 1")
+        width, height = self.size
+        ox, oy = (width - width * scale) / 2, (height - height * scale) / 2
+
+        def box(b: PixelBox) -> PixelBox:
+            return (b[0] * scale + ox, b[1] * scale + oy, b[2] * scale + ox, b[3] * scale + oy)
+
+        zones = [
+            z.model_copy(
+                update={"polygon": [(x * scale + ox / width, y * scale + oy / height) for x, y in z.polygon]}
+            )
+            for z in self.zones
+        ]
+        persons = [
+            person.model_copy(
+                update={
+                    "spans": [
+                        span.model_copy(
+                            update={"boxes": [k.model_copy(update={"box": box(k.box)}) for k in span.boxes]}
+                        )
+                        for span in person.spans
+                    ]
+                }
+            )
+            for person in self.persons
+        ]
+        return self.model_copy(update={"zones": zones, "persons": persons})
+
     def visible_at(self, t: float) -> list[tuple[Person, Span, PixelBox]]:
         """Every labelled person seen at time t, with their span and box."""
         out = []
@@ -310,3 +344,15 @@ def load_truth(path: Path) -> VideoTruth:
     except UnicodeDecodeError:
         raise TruthError(f"{path}: not UTF-8 text") from None
     return parse_truth(text, str(path))
+
+
+def wider_view(image: np.ndarray, scale: float, fill: int = 114) -> np.ndarray:
+    """The frame shrunk by `scale` onto the middle of a grey frame of its own size: the same scene as a wider
+    camera view would show it, every worker `scale` times smaller (`sitesentry eval --view-scale`)."""
+    height, width = image.shape[:2]
+    small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    canvas = np.full_like(image, fill)
+    x = round((width - width * scale) / 2)
+    y = round((height - height * scale) / 2)
+    canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
+    return canvas

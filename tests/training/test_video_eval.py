@@ -9,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from edge.config.models import CameraConfig, ModelConfig, RulesConfig
 from training.video_eval import EventSeen, FrameSeen, PipelineRun, TrackSeen, evaluate_video, score
-from training.video_truth import TruthError, VideoTruth, check_video, load_truth, parse_truth
+from training.video_truth import TruthError, VideoTruth, check_video, load_truth, parse_truth, wider_view
 
 REPO = Path(__file__).resolve().parents[2]
 VIDEO = REPO.parent / "shared" / "videos" / "hardhat-workers.mp4"
@@ -261,3 +262,38 @@ def test_cli_eval_video_writes_the_json_report(tmp_path: Path) -> None:
         [*cmd[:6], "--truth", str(tmp_path / "none.yaml")], capture_output=True, text=True, cwd=REPO
     )
     assert bad.returncode == 2 and "no such truth file" in bad.stderr
+
+
+def test_a_wider_view_moves_every_label_with_the_shrunk_frame() -> None:
+    """--view-scale: the pixels a label boxes in the video are the pixels its moved box holds in the frame."""
+    truth = synthetic()
+    image = np.zeros((360, 640, 3), np.uint8)
+    x1, y1, x2, y2 = (int(v) for v in truth.persons[0].spans[0].box_at(0.0))
+    image[y1:y2, x1:x2] = 255  # the labelled person, white on black
+    image[180:, 320:, 2] = 200  # the pit zone's quarter, red
+    wide = wider_view(image, 0.25)
+    moved = truth.in_wider_view(0.25)
+    assert wide.shape == image.shape and int(wide[0, 0, 0]) == 114  # grey around the shrunk scene
+    bx1, by1, bx2, by2 = moved.persons[0].spans[0].box_at(0.0)
+    assert (bx2 - bx1, by2 - by1) == pytest.approx(((x2 - x1) / 4, (y2 - y1) / 4))
+    inside = wide[round(by1) + 1 : round(by2) - 1, round(bx1) + 1 : round(bx2) - 1]
+    assert inside.size and inside.min() >= 250, "the moved box lies on the white person"
+    ((px, py), *_) = moved.zones[0].polygon
+    zx, zy = round(px * 640), round(py * 360)
+    assert wide[zy + 2, zx + 2, 2] == 200 and wide[zy - 2, zx - 2, 2] != 200, "the zone corner moved with it"
+    assert moved.persons[2].spans[0].box_at(0.0)[2] <= 640 * (0.5 + 0.125)
+    with pytest.raises(ValueError, match="view scale 0: must be above 0"):
+        truth.in_wider_view(0.0)
+
+
+def test_cli_eval_refuses_video_options_on_photos_and_a_bad_view_scale(tmp_path: Path) -> None:
+    """Options that only mean something for video are refused with photos, not silently ignored."""
+    cmd = [sys.executable, "-m", "edge.cli", "eval", "--model", "models/ppe-yolo/model.onnx"]
+    done = subprocess.run(
+        [*cmd, "--data", str(tmp_path / "data.yaml"), "--view-scale", "0.5", "--fps", "2"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "--fps, --view-scale: only with --video and --truth" in done.stderr
+    bad = [sys.executable, "-m", "edge.cli", "eval", "--video", str(VIDEO), "--truth", str(TRUTH)]
+    done = subprocess.run([*bad, "--view-scale", "2"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 2 and "--view-scale 2: must be from 0.05 to 1" in done.stderr

@@ -74,6 +74,28 @@ async def _retention_loop(ctx: AppContext) -> None:
         await asyncio.sleep(ctx.settings.retention_interval_s)
 
 
+def add_api_docs(app: FastAPI) -> None:
+    """Serve the OpenAPI docs at /api/docs with Swagger UI's files vendored in dashboard/web/static/vendor
+    (MANIFEST.json): a site server often has no internet, and a CDN would see who opens the docs."""
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/api/openapi.json",
+            title="SiteSentry dashboard API",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/img/logo.svg",
+            oauth2_redirect_url="/api/docs/oauth2-redirect",
+        )
+
+    @app.get("/api/docs/oauth2-redirect", include_in_schema=False)
+    def api_docs_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+
 def create_app(
     settings: DashboardSettings, *, start_ingest: bool | None = None, run_retention: bool = True
 ) -> FastAPI:
@@ -82,10 +104,11 @@ def create_app(
     app = FastAPI(
         title="SiteSentry dashboard",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # add_api_docs: from vendored files, not FastAPI's CDN links
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
+    add_api_docs(app)
     app.state.ctx = build_context(settings)
     app.state.start_ingest = settings.ingest_enabled if start_ingest is None else start_ingest
     app.state.run_retention = run_retention

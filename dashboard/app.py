@@ -7,7 +7,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -72,6 +75,34 @@ async def _retention_loop(ctx: AppContext) -> None:
         except Exception:  # a failed sweep is retried next interval; it must not stop the dashboard
             log.exception("retention sweep failed")
         await asyncio.sleep(ctx.settings.retention_interval_s)
+
+
+#: On shutdown, uvicorn waits for open requests: a request still running after this many seconds is
+#: cancelled (live pages' streams are ended at once by DashboardServer; this is the backstop).
+SHUTDOWN_GRACE_S = 5
+
+
+class DashboardServer(uvicorn.Server):
+    """uvicorn's server for a dashboard app: ends the live pages' event streams as soon as shutdown begins.
+
+    uvicorn waits for open requests before the app's own shutdown runs, and a live page's stream never ends
+    by itself: without this, Ctrl-C would wait for every open browser tab.
+    """
+
+    def __init__(self, app: FastAPI, **config: Any) -> None:
+        config.setdefault("timeout_graceful_shutdown", SHUTDOWN_GRACE_S)
+        super().__init__(uvicorn.Config(app, **config))
+        self._hub: LiveHub = app.state.ctx.hub
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Ctrl-C or SIGTERM: end the live streams, then shut down as uvicorn does."""
+        self._hub.close()
+        super().handle_exit(sig, frame)
+
+    def stop(self) -> None:
+        """Ask a server running on another thread to finish (the demo), live streams first."""
+        self._hub.close()
+        self.should_exit = True
 
 
 def add_api_docs(app: FastAPI) -> None:

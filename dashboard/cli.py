@@ -54,21 +54,17 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Listen port (default: bind_port).")] = None,
 ) -> None:
     """Run the dashboard (uvicorn): migrations, MQTT ingest, retention, pages and API."""
-    import uvicorn
-
-    from dashboard.app import create_app
+    from dashboard.app import DashboardServer, create_app
 
     settings = _settings(config)
     address = (host or settings.bind_host, port or settings.bind_port)
     # Bound here, not by uvicorn: a taken port must say which setting to change, not just "[Errno 98]".
     sock = _listen(*address, from_option=port is not None)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host=address[0],
-            port=address[1],
-            proxy_headers=False,  # client addresses for the audit log come from trusted_proxies only
-        )
+    server = DashboardServer(
+        create_app(settings),
+        host=address[0],
+        port=address[1],
+        proxy_headers=False,  # client addresses for the audit log come from trusted_proxies only
     )
     server.run(sockets=[sock])
 

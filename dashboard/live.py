@@ -9,6 +9,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: Put on every queue when the hub closes: the subscription ends (compared by identity).
+_END: dict[str, Any] = {}
+
 
 class LiveHub:
     """Fan-out of small dicts (an event changed, a camera went offline) to every subscribed page.
@@ -22,11 +25,28 @@ class LiveHub:
         self._queue_size = queue_size
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._closing = False
         self.dropped = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach the hub to the server's event loop (the app's lifespan does this)."""
         self._loop = loop
+        self._closing = False
+
+    def close(self) -> None:
+        """End every subscription now, as shutdown begins, so live pages' streams finish (browsers retry
+        later) instead of holding the server open; thread-safe, a no-op without a bound loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._end_all)
+        except RuntimeError:  # the loop closed between the check and the call
+            pass
+
+    def _end_all(self) -> None:
+        self._closing = True
+        self._fan_out(_END)
 
     def unbind(self) -> None:
         """Detach from the loop at shutdown; later publishes are ignored."""
@@ -64,10 +84,14 @@ class LiveHub:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)
         self._queues.add(queue)
         try:
-            while True:
+            while not self._closing:
                 try:
-                    yield await asyncio.wait_for(queue.get(), idle_s)
+                    item = await asyncio.wait_for(queue.get(), idle_s)
                 except TimeoutError:
                     yield None
+                    continue
+                if item is _END:
+                    return
+                yield item
         finally:
             self._queues.discard(queue)

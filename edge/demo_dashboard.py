@@ -29,12 +29,12 @@ class DemoDashboard:
     url: str
     username: str
     password: str
-    server: Any  # uvicorn.Server
+    server: Any  # dashboard.app.DashboardServer
     thread: threading.Thread
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the server to finish and wait for it (ingest stops with the app's lifespan)."""
-        self.server.should_exit = True
+        self.server.stop()
         self.thread.join(timeout)
 
 
@@ -51,9 +51,7 @@ def _port(host: str, wanted: int) -> int:
 
 def start_dashboard(config: SiteConfig, data_dir: Path, port: int = 8080) -> DemoDashboard:
     """Start the dashboard on 127.0.0.1 reading the demo's broker; raise ImportError without the extra."""
-    import uvicorn
-
-    from dashboard.app import create_app
+    from dashboard.app import DashboardServer, create_app
     from dashboard.auth.service import create_user, set_password
     from dashboard.settings import DashboardSettings
     from dashboard.storage.migrate import upgrade
@@ -88,7 +86,7 @@ def start_dashboard(config: SiteConfig, data_dir: Path, port: int = 8080) -> Dem
         else:
             set_password(db, user, password)
     port = _port("127.0.0.1", port)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = DashboardServer(app, host="127.0.0.1", port=port, log_level="warning")
     thread = threading.Thread(target=server.run, name="dashboard", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -94,16 +94,14 @@ class Dashboard:
         return self.app.state.ctx
 
     def stop(self) -> None:
-        """Ask uvicorn to exit and wait for it."""
-        self.server.should_exit = True
+        """Ask the server to exit (live streams first, as on Ctrl-C) and wait for it."""
+        self.server.stop()
         self.thread.join(15)
 
 
 def start_dashboard(data_dir: Path, broker: Mosquitto | None, **overrides: Any) -> Dashboard:
     """Build the app with `create_app` and serve it on a free port; wait until it answers."""
-    import uvicorn
-
-    from dashboard.app import create_app
+    from dashboard.app import DashboardServer, create_app
     from dashboard.settings import DashboardSettings
 
     values: dict[str, Any] = {
@@ -123,8 +121,7 @@ def start_dashboard(data_dir: Path, broker: Mosquitto | None, **overrides: Any) 
     values.update(overrides)
     app = create_app(DashboardSettings.model_validate(values), run_retention=False)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
+    server = DashboardServer(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

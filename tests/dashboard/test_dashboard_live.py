@@ -59,3 +59,26 @@ def test_the_stream_ends_cleanly_when_the_subscription_ends() -> None:
     )  # before the fix: RuntimeError, async generator raised StopAsyncIteration
     assert chunks[0].startswith("retry:") and chunks[1] == ": keepalive\n\n"
     assert chunks[2].startswith("event: camera\n") and len(chunks) == 3
+
+
+def test_closing_the_hub_ends_every_subscription_and_refuses_new_ones_until_bound_again() -> None:
+    """Shutdown begins (DashboardServer): open live streams must finish, not hold the server open."""
+
+    async def scenario() -> None:
+        hub = LiveHub()
+        hub.bind(asyncio.get_running_loop())
+        first, second = hub.subscribe(idle_s=None), hub.subscribe(idle_s=None)
+        waiting = [asyncio.ensure_future(anext(first)), asyncio.ensure_future(anext(second))]
+        await asyncio.sleep(0.01)
+        assert hub.subscribers == 2
+        hub.close()
+        done = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 2)
+        assert all(isinstance(result, StopAsyncIteration) for result in done)
+        assert hub.subscribers == 0
+        late = hub.subscribe(idle_s=0.01)
+        assert [item async for item in late] == []  # closing: a new page gets an empty stream
+        hub.bind(asyncio.get_running_loop())  # started again
+        again = hub.subscribe(idle_s=0.01)
+        assert await anext(again) is None
+
+    asyncio.run(scenario())

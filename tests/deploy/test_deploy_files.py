@@ -302,3 +302,16 @@ def test_build_engine_script_says_when_trtexec_is_missing(tmp_path: Path) -> Non
         pytest.skip("trtexec is installed here")
     assert done.returncode == 2 and "trtexec not found" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_build_engine_script_refuses_int8_on_a_model_without_qdq_nodes(tmp_path: Path) -> None:
+    """TensorRT 10 builds INT8 from Q/DQ nodes; the float model gets a hint, not a trtexec failure."""
+    bash = tool("bash", "apt-get install bash")
+    run = [bash, str(JETSON / "build-engine.sh"), str(REPO / "models/ppe-yolo/model.onnx")]
+    env = {"PATH": "/usr/bin:/bin", "SITESENTRY_ENGINE_DIR": str(tmp_path)}
+    done = subprocess.run([*run, "int8"], capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert done.returncode == 2 and "no Q/DQ (QuantizeLinear) nodes" in done.stderr, done.stderr
+    assert "sitesentry export --format engine --precision int8" in done.stderr
+    wrong = subprocess.run([*run, "fp8"], capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert wrong.returncode == 2 and "unknown mode fp8 (fp16 or int8)" in wrong.stderr
+    assert list(tmp_path.iterdir()) == []

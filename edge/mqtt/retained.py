@@ -214,10 +214,11 @@ class RetainedState:
             self._tally.count("alarms_held_offline")
 
     def refresh_alarms(self) -> None:
-        """Send `on` alarm states again before their MQTT expiry runs out (while connected)."""
+        """Send `on` alarm states again before their MQTT expiry runs out (while connected over MQTT 5;
+        3.1.1 has no expiry, so nothing to refresh)."""
         connected, client = self._link.current()
-        if connected:
-            self._alarms.refresh(_alarm_sender(client, self._link.protocol == "5"))
+        if connected and self._link.protocol == "5":
+            self._alarms.refresh(_alarm_sender(client, mqtt5=True))
 
     def resend(self, client: ReportingClient, heartbeat: Callable[[], None]) -> None:
         """Send everything again after a reconnect (pump thread); `heartbeat` publishes one at once."""

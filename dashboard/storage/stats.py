@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final, Literal
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Integer, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from dashboard.auth.scope import Scope
@@ -41,11 +41,18 @@ def trend(current: int, previous: int) -> float | None:
     return (current - previous) / previous
 
 
-def _hour_bucket(dialect: str) -> ColumnElement[Any]:
-    """SQL for the UTC hour an event started in (grouped in SQL, regrouped by local day/week in Python)."""
+def _quarter_bucket(dialect: str) -> ColumnElement[Any]:
+    """SQL for the UTC quarter hour an event started in (grouped in SQL, regrouped by local hour, day or
+    week in Python). Quarter hours, not hours: every UTC offset in use is a whole number of them, while
+    India's +05:30 or Nepal's +05:45 would put half of a UTC hour into the wrong local hour or day."""
     if dialect == "postgresql":
-        return func.date_trunc("hour", func.timezone("UTC", Event.started_at))
-    return func.strftime("%Y-%m-%d %H:00:00", Event.started_at)
+        return func.date_bin(
+            literal_column("INTERVAL '15 minutes'"),
+            func.timezone("UTC", Event.started_at),
+            literal_column("TIMESTAMP '2000-01-01'"),
+        )
+    minute = (cast(func.strftime("%M", Event.started_at), Integer) / 15) * 15
+    return func.strftime("%Y-%m-%d %H:", Event.started_at).op("||")(func.printf("%02d:00", minute))
 
 
 def _as_utc(value: Any) -> datetime:
@@ -93,7 +100,7 @@ def counts(
 ) -> Series:
     """Count alerts that started in [start, end) per bucket and value of `by`, within `scope`."""
     dialect = db.get_bind().dialect.name
-    hour = _hour_bucket(dialect).label("hour")
+    hour = _quarter_bucket(dialect).label("hour")
     column = {"rule": Event.rule, "zone": Event.zone, "camera": Event.camera}[by]
     where = [scope.filter(Event.site, Event.camera), Event.started_at >= start, Event.started_at < end]
     if site:

@@ -1,10 +1,12 @@
-"""Heat maps on SQLite and PostgreSQL (`dashboard.storage.stats.heat_maps`, behind the API and the statistics
-page): every camera of the scope in one query, a 16:9 grid split evenly by the person's feet."""
+"""Statistics on SQLite and PostgreSQL (`dashboard.storage.stats`, behind the API and the statistics page):
+heat maps (every camera of the scope in one query, a 16:9 grid split evenly by the person's feet) and
+counts per local hour and day in a site time zone that is not a whole number of hours from UTC."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -12,7 +14,7 @@ from dashboard.auth.scope import Scope
 from dashboard.storage.db import Database
 from dashboard.storage.migrate import upgrade
 from dashboard.storage.models import Event
-from dashboard.storage.stats import HEAT_COLS, HEAT_ROWS, heat_maps
+from dashboard.storage.stats import HEAT_COLS, HEAT_ROWS, counts, heat_maps
 
 NOW = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 
@@ -57,6 +59,33 @@ def test_heat_maps_split_each_camera_view_evenly_within_the_scope(database_url: 
     assert gate[0][0] + gate[0][1] + gate[17][31] + gate[9][16] == 5
     assert [(h.site, h.camera) for h in scoped] == [("site-a", "crane"), ("site-b", "dock")]
     assert scoped[0].cells[13][8] == 1
-    assert (
-        [h.camera for h in coarse] == ["gate"] and coarse[0].cells[0][0] == coarse[0].cells[2][2] == 2
-    )
+    assert [h.camera for h in coarse] == ["gate"] and coarse[0].cells[0][0] == coarse[0].cells[2][2] == 2
+
+
+def test_hours_and_days_are_local_in_a_half_hour_time_zone(database_url: str) -> None:
+    """Kolkata is UTC+05:30: a UTC hour holds the end of one local hour and the start of the next."""
+    db = Database(database_url)
+    upgrade(db.engine)
+    kolkata = ZoneInfo("Asia/Kolkata")
+    # Local 15:50 and 16:10 (both in UTC hour 10), and local 23:50 / 00:10 across midnight (UTC hour 18).
+    local = [datetime(2025, 6, 2, 15, 50), datetime(2025, 6, 2, 16, 10), datetime(2025, 6, 2, 23, 50)]
+    local.append(datetime(2025, 6, 3, 0, 10))
+    with db.session() as session:
+        for moment in local:
+            started = moment.replace(tzinfo=kolkata).astimezone(UTC)
+            add(session, "site-a", "gate", None, minutes_ago=(NOW - started).total_seconds() / 60)
+    start = datetime(2025, 6, 2, tzinfo=kolkata)
+    end = start + timedelta(days=2)
+    with db.session() as session:
+        hours = counts(
+            session, Scope.of(["*"], []), start=start, end=end, granularity="hour", by="rule", zone=kolkata
+        )
+        days = counts(
+            session, Scope.of(["*"], []), start=start, end=end, granularity="day", by="rule", zone=kolkata
+        )
+    by_hour = {
+        b.strftime("%d %H:%M"): n for b, n in zip(hours.buckets, hours.counts["no_helmet"], strict=True) if n
+    }
+    assert by_hour == {"02 15:00": 1, "02 16:00": 1, "02 23:00": 1, "03 00:00": 1}
+    assert days.counts["no_helmet"] == [3, 1]
+    db.dispose()

@@ -18,9 +18,10 @@ from edge.config.models import ModelConfig
 
 log = logging.getLogger(__name__)
 
-#: Device files that show an NVIDIA GPU (desktop driver, Jetson): ONNX Runtime GPU wheels list their
-#: providers even on a box without one, so the provider list alone does not prove a GPU.
-NVIDIA_DEVICES = ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu")
+#: Device files that show an NVIDIA GPU: the desktop driver, Jetson's nvgpu as JetPack 5 names it, and as
+#: JetPack 6's out-of-tree nvgpu driver does. ONNX Runtime GPU wheels list their providers even on a box
+#: without a GPU, so the provider list alone does not prove one.
+NVIDIA_DEVICES = ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu", "/dev/nvgpu/igpu0/ctrl")
 #: Config provider name -> ONNX Runtime's name, for the providers that need an NVIDIA GPU.
 GPU_PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider"}
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import getpass
+import logging
 import socket
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -60,13 +62,32 @@ def serve(
     address = (host or settings.bind_host, port or settings.bind_port)
     # Bound here, not by uvicorn: a taken port must say which setting to change, not just "[Errno 98]".
     sock = _listen(*address, from_option=port is not None)
+    setup_logging(settings.log_level)
+    # uvicorn names its address only when it binds the socket itself; this one is bound above.
+    logging.getLogger("dashboard").info("dashboard on http://%s:%d/", *address)
     server = DashboardServer(
         create_app(settings),
         host=address[0],
         port=address[1],
         proxy_headers=False,  # client addresses for the audit log come from trusted_proxies only
+        log_config=None,  # uvicorn's lines go through the root logger set up above, with times
     )
     server.run(sockets=[sock])
+
+
+def setup_logging(level: str) -> None:
+    """Log the dashboard's own lines (ingest, retention) and uvicorn's on stderr, each with its time in this
+    box's zone and offset, its level and logger; without this the dashboard's INFO lines went nowhere."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if level != "DEBUG":  # paho and the SQL engine narrate every step at DEBUG/INFO
+        for name in ("paho", "sqlalchemy.engine", "alembic.runtime.migration"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _listen(host: str, port: int, *, from_option: bool) -> socket.socket:

@@ -89,6 +89,9 @@ class DashboardSettings(Strict):
         90, ge=1, description="Events and evidence older than this are deleted (PDPO: keep it short)."
     )
     retention_interval_s: int = Field(3600, ge=60, description="How often the retention sweep runs.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest level logged by `dashboard serve` (its own lines and uvicorn's)."
+    )
     session_hours: float = Field(12.0, gt=0, description="Lifetime of a login session.")
     secure_cookies: bool = Field(
         True, description="Mark cookies Secure (HTTPS only); turn off only for plain-HTTP test setups."

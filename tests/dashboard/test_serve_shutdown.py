@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,15 @@ def test_serve_stops_on_sigint_while_a_live_page_stream_is_open(tmp_path: Path) 
         assert server.returncode in (0, 130, -signal.SIGINT), output
         assert "Application shutdown complete" in output, output
         assert "Traceback" not in output and "ERROR" not in output, output
+        # Logged with times and loggers: the dashboard's own lines too (they used to go nowhere).
+        assert re.search(
+            rf"^\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{{4}} INFO dashboard: dashboard on http://127\.0\.0\.1:{port}/$",
+            output,
+            re.M,
+        ), output
+        assert re.search(
+            r'INFO uvicorn\.access: 127\.0\.0\.1:\d+ - "GET /api/health HTTP/1\.1" 200', output
+        ), output
         assert took < 4, f"took {took:.1f} s: the open stream held the shutdown up"
     finally:
         if server.poll() is None:

@@ -401,6 +401,15 @@ def draw(
     return annotate(result, zones, tz, violations_only_highlight, focus).image
 
 
+def draw_view(image: np.ndarray, camera_id: str, timestamp: float, tz: tzinfo | None = None) -> np.ndarray:
+    """Return a copy of a frame with only the camera id and time on it: the camera's view as a person
+    drawing zones on it needs it, without boxes or zone outlines in the way."""
+    canvas = image.copy()
+    scale = _scale(canvas)
+    _draw_tag(canvas, _caption(canvas, f"{camera_id}  {format_timestamp(timestamp, tz)}", scale), scale)
+    return canvas
+
+
 def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
     """Return a copy of an image with every detection boxed and labelled with class and confidence."""
     canvas = image.copy()

@@ -63,6 +63,7 @@ class CameraRuntime:
     frame_size: tuple[int, int] | None = None  # of the last analysed frame, to normalise closing boxes
     shown_at: float = 0.0  # the last analysed frame's time; an unpaced file's may run ahead of the clock
     plan: DetectPlan | None = None  # detector input and slices, resolved for the current frame size
+    view_sent_at: float | None = None  # monotonic time the camera's view last went out as its snapshot
 
     def fps(self, now: float, window_s: float = 10.0) -> float:
         """Frames processed per second over the last window."""
@@ -388,8 +389,25 @@ class EdgeApp:
         runtime.recent.append(now)
         runtime.latencies_ms.append((now - frame.received_at) * 1e3)
         self.metrics.frame_done(camera, runtime.fps(now), result.stage_ms)
+        self._send_view(runtime, result)
         if self.on_result is not None:
             self.on_result(result)
+
+    def _send_view(self, runtime: CameraRuntime, result: FrameResult) -> None:
+        """Publish the camera's view (heads blurred, no boxes) at its first frame and every
+        `evidence.view_every_s`: a camera without any violation still shows on the dashboard, and its zones
+        can be drawn on it."""
+        every = self.config.evidence.view_every_s
+        now = time.monotonic()
+        if self.alerts is None or every <= 0:
+            return
+        if runtime.view_sent_at is not None and now - runtime.view_sent_at < every:
+            return
+        runtime.view_sent_at = now
+        try:
+            self.alerts.publish_snapshot(result.frame.camera_id, self.evidence.view_jpeg(result))
+        except Exception:  # a failed view must not cost the frame
+            log.exception("camera %s: its view could not be sent", result.frame.camera_id)
 
     def _queue_hard_example(self, result: FrameResult) -> None:
         """Keep frames the model may be getting wrong, for labelling: violations and unsure detections."""

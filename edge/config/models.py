@@ -538,6 +538,13 @@ class EvidenceConfig(Strict):
         "slows detection on a busy CPU; 0 keeps it equal.",
     )
     jpeg_quality: int = Field(85, ge=30, le=100, description="JPEG quality of snapshots.")
+    view_every_s: float = Field(
+        60.0,
+        ge=0,
+        description="Each camera's current view (heads blurred, no boxes) goes to the dashboard at its first"
+        " frame and then this often, for the camera tiles and the zone editor (0: only the annotated"
+        " snapshot of each event).",
+    )
     blur_heads: bool = Field(
         True,
         description="Blur heads and faces in stored evidence and the MQTT snapshot (PDPO, Cap. 486; on by "

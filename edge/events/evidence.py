@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from edge.annotate import Focus, blur_regions, draw, head_boxes
+from edge.annotate import Focus, blur_regions, draw, draw_view, head_boxes
 from edge.config.models import EvidenceConfig, ZoneConfig
 from edge.dataflow import EvidenceRef, FrameResult, Phase, SafetyEvent
 from edge.events.video import EncoderError, VideoEncoder, count_frames, usable_codec
@@ -308,6 +308,18 @@ class EvidenceRecorder:
         data = encoded.tobytes()
         self._last_jpegs[key] = data
         return data
+
+    def view_jpeg(self, result: FrameResult) -> bytes:
+        """Return the camera's view as JPEG bytes: heads blurred if configured, only the caption drawn (the
+        periodic MQTT snapshot behind the dashboard's camera tiles and zone editor)."""
+        image = result.frame.image
+        if self._config.blur_heads:
+            image = blur_regions(image, head_boxes(result))
+        canvas = draw_view(image, result.frame.camera_id, result.frame.captured_at, self._tz)
+        ok, encoded = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, self._config.jpeg_quality])
+        if not ok:
+            raise EncoderError(f"JPEG encoding failed for camera {result.frame.camera_id}")
+        return encoded.tobytes()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 

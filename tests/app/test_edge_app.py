@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from prometheus_client import generate_latest
 
@@ -288,3 +289,34 @@ def test_one_snapshot_jpeg_is_shared_by_the_evidence_file_and_the_mqtt_snapshot(
     # shared by its evidence file and the MQTT snapshot: never encoded once for the file and again for MQTT.
     assert len(encoded) == len(set(encoded)) == len(files) == len(starts)
     assert set(published) == set(encoded) == files
+
+
+@pytest.mark.slow
+def test_a_camera_without_violations_still_sends_its_view_blurred_and_unannotated(config, tmp_path):
+    """The dashboard's camera tile and zone editor need the view before any violation happens."""
+    from edge.annotate import blur_regions, draw_view, head_boxes
+
+    quiet = config.model_copy(
+        update={
+            "cameras": [config.cameras[0].model_copy(update={"zones": []})],
+            "rules": config.rules.model_copy(update={"require": []}),
+            "evidence": config.evidence.model_copy(update={"view_every_s": 3600}),
+        }
+    )
+    sink = Recorder()
+    first: list = []
+    app = EdgeApp(quiet, alerts=sink, on_result=first.append)
+    app.start()
+    app.wait(threading.Event(), until=lambda: len(first) >= 10)
+    app.stop()
+    assert sink.events == [] and "gate" in sink.snapshots
+    view = cv2.imdecode(np.frombuffer(sink.snapshots["gate"], np.uint8), cv2.IMREAD_COLOR)
+    result = first[0]
+    heads = head_boxes(result)
+    assert len(heads) > 0, "the sample video has people in its first frame"
+    blurred = blur_regions(result.frame.image, heads)
+    expected = draw_view(blurred, "gate", result.frame.captured_at, app.tz)
+    # The first frame's view, heads blurred, nothing drawn but the caption (JPEG noise aside).
+    assert view.shape == expected.shape
+    assert np.abs(view.astype(int) - expected.astype(int)).mean() < 3
+    assert np.abs(blurred.astype(int) - result.frame.image.astype(int)).max() > 40, "heads were blurred"

@@ -69,7 +69,9 @@ def pg_url() -> Iterator[str]:
             ).stdout
         except (OSError, subprocess.CalledProcessError) as exc:
             pytest.skip(f"no PostgreSQL for the scale-out test: {exc}")
-        exports = dict(line.removeprefix("export ").split("=", 1) for line in out.split())
+        # pg_ctl's own progress lines come first on stdout; the script's exports follow.
+        lines = [line.removeprefix("export ") for line in out.splitlines() if line.startswith("export ")]
+        exports = dict(line.split("=", 1) for line in lines)
         url, started = exports["SITESENTRY_TEST_PG_URL"], exports["SITESENTRY_TEST_PG_DIR"]
     # A database of its own: other tests may share the cluster, and this one counts every row.
     name = f"scale_{uuid.uuid4().hex[:10]}"

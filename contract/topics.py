@@ -67,7 +67,7 @@ class Topics:
         return f"{self.root}/cameras/{_check_id(camera, 'camera id')}/status"
 
     def snapshot(self, camera: str) -> str:
-        """Retained latest annotated JPEG of one camera."""
+        """Retained latest view of one camera (JPEG: heads blurred, camera id and time drawn)."""
         return f"{self.root}/cameras/{_check_id(camera, 'camera id')}/snapshot"
 
     def edge_status(self, edge: str) -> str:

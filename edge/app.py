@@ -64,6 +64,7 @@ class CameraRuntime:
     shown_at: float = 0.0  # the last analysed frame's time; an unpaced file's may run ahead of the clock
     plan: DetectPlan | None = None  # detector input and slices, resolved for the current frame size
     view_sent_at: float | None = None  # monotonic time the camera's view last went out as its snapshot
+    view_seq: int = -1  # the frame it showed: events starting together send it once
 
     def fps(self, now: float, window_s: float = 10.0) -> float:
         """Frames processed per second over the last window."""
@@ -389,21 +390,23 @@ class EdgeApp:
         runtime.recent.append(now)
         runtime.latencies_ms.append((now - frame.received_at) * 1e3)
         self.metrics.frame_done(camera, runtime.fps(now), result.stage_ms)
-        self._send_view(runtime, result)
+        self._send_view(result)
         if self.on_result is not None:
             self.on_result(result)
 
-    def _send_view(self, runtime: CameraRuntime, result: FrameResult) -> None:
-        """Publish the camera's view (heads blurred, no boxes) at its first frame and every
-        `evidence.view_every_s`: a camera without any violation still shows on the dashboard, and its zones
-        can be drawn on it."""
+    def _send_view(self, result: FrameResult, now: bool = False) -> None:
+        """Publish the camera's view (heads blurred, no boxes) as its snapshot: at its first frame, every
+        `evidence.view_every_s` and (`now`) as an event starts, once per frame. A camera without any
+        violation still shows on the dashboard, and zones are drawn on a clean picture."""
+        runtime = self.cameras.get(result.frame.camera_id)
         every = self.config.evidence.view_every_s
-        now = time.monotonic()
-        if self.alerts is None or every <= 0:
+        if self.alerts is None or runtime is None or runtime.view_seq == result.frame.seq:
             return
-        if runtime.view_sent_at is not None and now - runtime.view_sent_at < every:
+        clock = time.monotonic()
+        due = runtime.view_sent_at is None or (every > 0 and clock - runtime.view_sent_at >= every)
+        if not (now or due):
             return
-        runtime.view_sent_at = now
+        runtime.view_sent_at, runtime.view_seq = clock, result.frame.seq
         try:
             self.alerts.publish_snapshot(result.frame.camera_id, self.evidence.view_jpeg(result))
         except Exception:  # a failed view must not cost the frame
@@ -437,9 +440,10 @@ class EdgeApp:
             self.alerts.publish_event(event)
             if event.phase in (Phase.START, Phase.END):  # sirens switch on at the start, off at the end
                 self.alerts.publish_alarm(event)
-            if event.phase is Phase.START:
-                if result is not None:
-                    self.alerts.publish_snapshot(event.camera_id, self.evidence.snapshot_jpeg(result, event))
+            if event.phase is Phase.START and result is not None:
+                # The camera's snapshot is its view (heads blurred, no boxes): refreshed as an event starts;
+                # the event's own annotated snapshot goes to the dashboard as evidence.
+                self._send_view(result, now=True)
         if self.on_evidence is not None and event.phase is Phase.START and result is not None:
             for ref in event.evidence:
                 if ref.sha256 is not None:  # the snapshot; its clip follows in _clip_ready

@@ -541,9 +541,9 @@ class EvidenceConfig(Strict):
     view_every_s: float = Field(
         60.0,
         ge=0,
-        description="Each camera's current view (heads blurred, no boxes) goes to the dashboard at its first"
-        " frame and then this often, for the camera tiles and the zone editor (0: only the annotated"
-        " snapshot of each event).",
+        description="Each camera's current view (heads blurred, no boxes) is its MQTT snapshot, for the"
+        " dashboard's camera tiles and zone editor: sent at its first frame, as each event starts and this"
+        " often (0: only then). Events' annotated snapshots reach the dashboard as evidence.",
     )
     blur_heads: bool = Field(
         True,

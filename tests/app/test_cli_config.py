@@ -165,22 +165,27 @@ def test_the_redactor_hides_real_secrets_only(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
-def test_run_with_only_a_photo_for_a_camera_exits_nonzero_saying_why(tmp_path: Path) -> None:
-    photo = tmp_path / "gate.mp4"  # a JPEG under a video's name
-    ok, data = cv2.imencode(".jpg", np.full((480, 640, 3), 128, np.uint8))
-    assert ok
-    photo.write_bytes(data.tobytes())
+def run_with_camera_source(tmp_path: Path, source: Path) -> subprocess.CompletedProcess[str]:
+    """`sitesentry run` on the sample config with its looping camera reading `source`, as a subprocess."""
     config = sample(tmp_path)
-    config["cameras"][0].update(source=str(photo), loop=True)
+    config["cameras"][0].update(source=str(source), loop=True)
     config["mqtt"].update(port=free_port())
     config["metrics"] = {"port": 0}
     path = write_yaml(tmp_path, config)
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "edge.cli", "run", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_run_with_only_a_photo_for_a_camera_exits_nonzero_saying_why(tmp_path: Path) -> None:
+    photo = tmp_path / "gate.mp4"  # a JPEG under a video's name
+    ok, data = cv2.imencode(".jpg", np.full((480, 640, 3), 128, np.uint8))
+    assert ok
+    photo.write_bytes(data.tobytes())
+    proc = run_with_camera_source(tmp_path, photo)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
@@ -192,17 +197,7 @@ def test_run_with_only_a_photo_for_a_camera_exits_nonzero_saying_why(tmp_path: P
 
 def test_run_with_a_missing_video_file_gives_up_saying_which_camera_and_file(tmp_path: Path) -> None:
     missing = tmp_path / "gate.mp4"
-    config = sample(tmp_path)
-    config["cameras"][0].update(source=str(missing), loop=True)
-    config["mqtt"].update(port=free_port())
-    config["metrics"] = {"port": 0}
-    path = write_yaml(tmp_path, config)
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_with_camera_source(tmp_path, missing)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"camera gate: giving up: cannot open video file {missing}: no such file" in proc.stderr
